@@ -28,7 +28,7 @@ class Variable(Tensor):
     registry, so dropping the last reference frees their memory.
     """
 
-    __slots__ = ("_name", "_trainable", "_uid", "_aggregation")
+    __slots__ = ("_name", "_trainable", "_uid", "_aggregation", "regularizer", "constraint")
     _is_variable = True
 
     def __init__(self, initial_value, trainable: bool = True, name: str | None = None, dtype=None, shape=None, **kwargs):
@@ -45,6 +45,8 @@ class Variable(Tensor):
         self._name = f"{scope}/{base}:0" if scope else f"{base}:0"
         self._trainable = bool(trainable)
         self._aggregation = kwargs.get("aggregation")
+        self.regularizer = None  # set by Layer.add_weight; read by Layer.losses
+        self.constraint = None  # applied by the optimizer after each update
 
     @property
     def name(self) -> str:

@@ -1,0 +1,88 @@
+"""``tf.keras.Model``: a layer with training (``compile``/``fit``/...), summaries and the three ways to build one.
+
+* subclassing: define layers in ``__init__`` and the forward pass in ``call``;
+* functional: ``tf.keras.Model(inputs, outputs)`` returns a ``Functional`` model;
+* ``tf.keras.Sequential`` (in ``sequential.py``).
+"""
+
+from __future__ import annotations
+
+from trainer import nest
+from trainer.keras.layers.base import Layer
+from trainer.keras.models.summary import print_summary
+from trainer.keras.models.training import Trainer
+from trainer.keras.saving.registration import keras_serializable
+
+
+@keras_serializable("models")
+class Model(Trainer, Layer):
+    """A trainable model: ``Model(inputs, outputs)`` (functional) or a subclass with ``call``.
+
+    Example:
+        >>> inputs = tf.keras.Input(shape=(784,))
+        >>> hidden = tf.keras.layers.Dense(128, activation="relu")(inputs)
+        >>> model = tf.keras.Model(inputs, tf.keras.layers.Dense(10)(hidden))
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (len(args) >= 2 or "inputs" in kwargs or "outputs" in kwargs):
+            from trainer.keras.models.functional_model import Functional  # noqa: PLC0415
+
+            return Functional(*args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        trainable = kwargs.pop("trainable", True)
+        name = kwargs.pop("name", None)
+        dtype = kwargs.pop("dtype", None)
+        if args or kwargs:
+            raise TypeError(
+                f"{type(self).__name__}.__init__ got unexpected arguments; subclassed models take "
+                "name=, trainable=, dtype= (functional models are built with Model(inputs, outputs))"
+            )
+        Layer.__init__(self, trainable=trainable, name=name, dtype=dtype)
+        Trainer.__init__(self)
+
+    @property
+    def layers(self) -> list:
+        """The model's direct sublayers in the order they were assigned."""
+        return [layer for layer in self._tracked_layers if not isinstance(layer, _NotALayer)]
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: index {index} is out of range; the model has {len(self.layers)} layers")
+            return self.layers[index]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name}. Existing layers are: {[layer.name for layer in self.layers]}.")
+
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False, show_trainable=False):
+        """Prints the Keras table of layers, output shapes and parameter counts."""
+        print_summary(self, line_length=line_length, positions=positions, print_fn=print_fn, show_trainable=show_trainable)
+
+    def build(self, input_shape):
+        """Builds a subclassed model by calling it on a symbolic input of ``input_shape``."""
+        if not self.built:
+            from trainer.shapes import TensorShape  # noqa: PLC0415
+            from trainer.tensor import Tensor  # noqa: PLC0415
+
+            placeholder = nest.map_structure(lambda s: Tensor.symbolic(TensorShape(s).as_tuple(), self._dtype), input_shape) if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)) else Tensor.symbolic(TensorShape(input_shape).as_tuple(), self._dtype)
+            self.built = True
+            self._build_input_shape = input_shape
+            self._call_eager(placeholder, (), {"training": False} if _accepts_training(self) else {})
+        self.built = True
+
+    def get_config(self) -> dict:
+        return {"name": self.name, "trainable": self.trainable}
+
+
+class _NotALayer:
+    """Marker base for tracked objects that are not user-visible layers (none today)."""
+
+
+def _accepts_training(model) -> bool:
+    from trainer.keras.layers.base import _call_accepts  # noqa: PLC0415
+
+    return _call_accepts(type(model), "training")

@@ -1,0 +1,288 @@
+"""``compile``, ``fit``, ``evaluate`` and ``predict``: the training loop every model inherits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from trainer import nest
+from trainer.keras.callbacks import CallbackList
+from trainer.keras.models.compile_utils import CompiledLoss, CompiledMetrics
+from trainer.keras.models.data_adapter import DataError, make_adapter, unpack
+from trainer.tape import GradientTape
+from trainer.tensor import Tensor, convert_to_tensor
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the message names where the non-finite values began."""
+
+
+class Trainer:
+    """The training half of ``Model``: mixed in before ``Layer``."""
+
+    def __init__(self):
+        self.optimizer = None
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self._compiled_loss = None
+        self._compiled_metrics = None
+        self._loss_tracker = None
+
+    # -- compile -----------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None, run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
+        """Sets the optimizer, loss and metrics for ``fit``/``evaluate`` (names or objects)."""
+        from trainer.keras import metrics as metrics_module  # noqa: PLC0415
+        from trainer.keras import optimizers  # noqa: PLC0415
+
+        if steps_per_execution != 1:
+            raise NotImplementedError("compile(steps_per_execution>1) is not supported by emberflow; use 1")
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = loss
+        self._compiled_loss = CompiledLoss(loss, loss_weights)
+        self._compiled_metrics = CompiledMetrics(metrics, weighted_metrics)
+        self._loss_tracker = metrics_module.Mean(name="loss")
+        self.run_eagerly = run_eagerly
+        self.jit_compile = jit_compile
+        self.compiled = True
+        self._compile_config = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights, "weighted_metrics": weighted_metrics}
+
+    def _require_compiled(self, what: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(f"You must call `compile()` before {what}: model.compile(optimizer=..., loss=...)")
+
+    @property
+    def metrics(self) -> list:
+        """The loss tracker and the compiled metrics (once the first batch has created them)."""
+        if not self.compiled:
+            return []
+        return [self._loss_tracker] + self._compiled_metrics.metrics
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return [m.name for m in self.metrics]
+
+    def reset_metrics(self) -> None:
+        for metric in self.metrics:
+            metric.reset_state()
+
+    # -- one step ----------------------------------------------------------------------------------
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of a batch (with regularization losses); override for custom losses."""
+        total, _ = self._compiled_loss(self, y, y_pred, sample_weight)
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self._compiled_metrics.update_state(self, y, y_pred, sample_weight, self._compiled_loss)
+        return self.get_metrics_result()
+
+    def get_metrics_result(self) -> dict:
+        return {metric.name: float(metric.result()) for metric in self.metrics}
+
+    def train_step(self, data):
+        """One optimization step on a batch ``(x, y, sample_weight)``; returns the running metrics."""
+        x, y, sample_weight = unpack(data) if not (isinstance(data, tuple) and len(data) == 3) else data
+        trainable = self.trainable_variables
+        with GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(trainable)
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x, y, y_pred, sample_weight)
+        self._last_loss = loss
+        gradients = tape.gradient(loss, trainable)
+        self.optimizer.apply_gradients(zip(gradients, trainable))
+        self._loss_tracker.update_state(loss, sample_weight=_batch_size(x))
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = unpack(data) if not (isinstance(data, tuple) and len(data) == 3) else data
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight, training=False)
+        self._loss_tracker.update_state(loss, sample_weight=_batch_size(x))
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = unpack(data) if not (isinstance(data, tuple) and len(data) == 3) else data
+        return self(x, training=False)
+
+    # -- loops -------------------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
+        """Trains for ``epochs`` epochs and returns the ``History`` of the logged metrics."""
+        self._require_compiled("training the model")
+        adapter = make_adapter(x, y, sample_weight, batch_size, shuffle, steps_per_epoch)
+        validation = None
+        if validation_data is not None:
+            validation = self._validation_adapter(validation_data, validation_batch_size or batch_size, validation_steps)
+        elif validation_split:
+            if not hasattr(adapter, "split"):
+                raise DataError("validation_split is only supported for array inputs; pass validation_data= with a dataset")
+            adapter, validation = adapter.split(validation_split)
+        verbose = 1 if verbose == "auto" else verbose
+        callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=epochs, steps=adapter.steps)
+        self.stop_training = False
+        logs = {}
+        callback_list.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()
+            callback_list.on_epoch_begin(epoch)
+            for step, batch in enumerate(adapter):
+                callback_list.on_train_batch_begin(step)
+                if class_weight is not None:
+                    batch = _apply_class_weight(batch, class_weight)
+                logs = self.train_step(batch)
+                if not math.isfinite(float(self._last_loss)):
+                    self._raise_non_finite(batch, epoch, step)
+                callback_list.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            epoch_logs = dict(logs)
+            if validation is not None and (epoch + 1) % validation_freq == 0:
+                validation_logs = self._run_evaluation(validation, callback_list)
+                epoch_logs.update({f"val_{name}": value for name, value in validation_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            logs = epoch_logs
+            if self.stop_training:
+                break
+        callback_list.on_train_end(logs)
+        return callback_list.history
+
+    def _validation_adapter(self, validation_data, batch_size, steps):
+        if hasattr(validation_data, "element_spec"):
+            return make_adapter(validation_data, steps=steps)
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise DataError("validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a tf.data.Dataset")
+        return make_adapter(*validation_data, batch_size=batch_size or 32)
+
+    def _run_evaluation(self, adapter, callback_list) -> dict:
+        self.reset_metrics()
+        callback_list.params["_in_fit"] = True
+        callback_list.on_test_begin()
+        logs = {}
+        for step, batch in enumerate(adapter):
+            callback_list.on_test_batch_begin(step)
+            logs = self.test_step(batch)
+            callback_list.on_test_batch_end(step, logs)
+        callback_list.on_test_end(logs)
+        callback_list.params["_in_fit"] = False
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None, return_dict=False):
+        """Loss and metrics over the data: a scalar, a list in ``metrics_names`` order, or a dict."""
+        self._require_compiled("evaluating the model")
+        adapter = make_adapter(x, y, sample_weight, batch_size, False, steps)
+        verbose = 1 if verbose == "auto" else verbose
+        callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, test_steps=adapter.steps)
+        self.reset_metrics()
+        callback_list.on_test_begin()
+        logs = {}
+        for step, batch in enumerate(adapter):
+            callback_list.on_test_batch_begin(step)
+            logs = self.test_step(batch)
+            callback_list.on_test_batch_end(step, logs)
+        callback_list.on_test_end(logs)
+        if return_dict:
+            return logs
+        values = [logs[name] for name in self.metrics_names if name in logs]
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """Model outputs for every sample of ``x``, as NumPy arrays (a nest for several outputs)."""
+        adapter = make_adapter(x, None, None, batch_size, False, steps)
+        verbose = 1 if verbose == "auto" else verbose
+        callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, predict_steps=adapter.steps)
+        callback_list.on_predict_begin()
+        outputs = []
+        for step, batch in enumerate(adapter):
+            callback_list.on_predict_batch_begin(step)
+            result = self.predict_step(batch)
+            outputs.append(nest.map_structure(lambda t: t.numpy(), result))
+            callback_list.on_predict_batch_end(step, {"outputs": result})
+        callback_list.on_predict_end()
+        if not outputs:
+            raise DataError("predict received no data (0 samples)")
+        flat = [nest.flatten(o) for o in outputs]
+        joined = [np.concatenate([f[i] for f in flat], axis=0) for i in range(len(flat[0]))]
+        return nest.pack_sequence_as(outputs[0], joined)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """Runs ``train_step`` on one batch and returns the metrics (running values, as Keras 3)."""
+        self._require_compiled("train_on_batch")
+        batch = _to_tensors(x, y, sample_weight)
+        if class_weight is not None:
+            batch = _apply_class_weight(batch, class_weight)
+        logs = self.train_step(batch)
+        return logs if return_dict else _ordered(logs, self.metrics_names)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._require_compiled("test_on_batch")
+        logs = self.test_step(_to_tensors(x, y, sample_weight))
+        return logs if return_dict else _ordered(logs, self.metrics_names)
+
+    def predict_on_batch(self, x):
+        x, _, _ = _to_tensors(x, None, None)
+        return nest.map_structure(lambda t: t.numpy(), self.predict_step((x, None, None)))
+
+    # -- diagnosis ---------------------------------------------------------------------------------
+    def _raise_non_finite(self, batch, epoch, step) -> None:
+        x = batch[0]
+        inputs_bad = any(not np.isfinite(t.numpy()).all() for t in nest.flatten(x) if t.dtype.is_floating)
+        culprit = _first_non_finite_layer(self, x)
+        where = f"the output of layer '{culprit[0]}' ({culprit[1]}, output shape {culprit[2]})" if culprit else "the loss computation"
+        raise NonFiniteLossError(
+            f"loss became {float(self._last_loss)} at epoch {epoch + 1}, batch {step}. Non-finite values first appear in "
+            f"{where}; the input batch {'contains' if inputs_bad else 'does not contain'} NaN/inf. "
+            "Check the inputs, lower the learning rate, or clip gradients (optimizer clipnorm=)."
+        )
+
+
+def _first_non_finite_layer(model, x):
+    """(name, class, shape) of the first layer whose output has NaN/inf on ``x``, for Sequential models."""
+    layers = getattr(model, "layers", [])
+    from trainer.keras.models.sequential import Sequential  # noqa: PLC0415
+
+    if not isinstance(model, Sequential):
+        return None
+    value = x
+    for layer in layers:
+        value = layer(value, training=True)
+        if isinstance(value, Tensor) and value.dtype.is_floating and not np.isfinite(value.numpy()).all():
+            return layer.name, type(layer).__name__, tuple(value.shape)
+    return None
+
+
+def _batch_size(x) -> int:
+    first = nest.flatten(x)[0]
+    return int(first.shape[0]) if first.shape[0] is not None else 1
+
+
+def _to_tensors(x, y, sample_weight):
+    def convert(structure):
+        if structure is None:
+            return None
+        return nest.map_structure(lambda v: v if isinstance(v, Tensor) else convert_to_tensor(np.asarray(v, dtype=np.float32) if np.asarray(v).dtype == np.float64 else v), structure)
+
+    return convert(x), convert(y), convert(sample_weight)
+
+
+def _apply_class_weight(batch, class_weight: dict):
+    x, y, sample_weight = batch
+    if y is None or isinstance(y, (dict, list, tuple)):
+        raise DataError("class_weight needs a single target array y")
+    labels = y.numpy()
+    if labels.ndim > 1 and labels.shape[-1] > 1:
+        labels = labels.argmax(axis=-1)
+    labels = labels.reshape(-1).astype(np.int64)
+    table = np.ones(max(int(labels.max()) + 1, max(class_weight) + 1), dtype=np.float32)
+    for cls, weight in class_weight.items():
+        table[int(cls)] = weight
+    weights = table[labels]
+    if sample_weight is not None:
+        weights = weights * sample_weight.numpy().reshape(-1)
+    return x, y, convert_to_tensor(weights.astype(np.float32))
+
+
+def _ordered(logs: dict, names: list[str]):
+    values = [logs[name] for name in names if name in logs]
+    return values[0] if len(values) == 1 else values
+
+
