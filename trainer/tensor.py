@@ -109,7 +109,7 @@ class Tensor:
     def __repr__(self) -> str:
         if self._value is None:
             return f"<tf.Tensor shape={self.shape} dtype={self.dtype.name}>"
-        body = np.array2string(self.numpy(), separator=" ", threshold=200, edgeitems=3)
+        body = _format_values(self.numpy())
         if "\n" in body:
             body = "\n" + body
         return f"<tf.Tensor: shape={self.shape}, dtype={self.dtype.name}, numpy={body}>"
@@ -117,7 +117,7 @@ class Tensor:
     def __str__(self) -> str:
         if self._value is None:
             return repr(self)
-        return f"tf.Tensor({np.array2string(self.numpy(), separator=' ')}, shape={self.shape}, dtype={self.dtype.name})"
+        return f"tf.Tensor({_format_values(self.numpy())}, shape={self.shape}, dtype={self.dtype.name})"
 
     def __len__(self) -> int:
         dims = self.shape.as_tuple()
@@ -159,6 +159,12 @@ class Tensor:
         raise TypeError("Tensor is unhashable. Instead, use tensor.ref() as the key.")
 
     # Operators are bound to the registered ops at the bottom of this module.
+
+
+def _format_values(array: np.ndarray) -> str:
+    if array.ndim == 0:
+        return str(array[()])  # NumPy scalars print as TensorFlow does: 3.0, not 3.
+    return np.array2string(array, separator=" ", threshold=200, edgeitems=3)
 
 
 class _Reference:

@@ -37,8 +37,20 @@ def _comparison_infer(name):
     return infer
 
 
-def _binary(name, kernel, **flags):
-    return register(name, infer=_binary_infer(name), **flags)(kernel)
+def _same_dtype_kernel(name, kernel):
+    """Wraps a binary kernel with TensorFlow's rule that both operands share one dtype (no promotion)."""
+
+    def forward(xp, x, y):
+        if x.dtype != y.dtype:
+            raise OpError(f"op '{name}' needs inputs of one dtype, got {x.dtype} and {y.dtype}; use tf.cast to convert one of them")
+        return kernel(xp, x, y)
+
+    forward.__doc__ = kernel.__doc__
+    return forward
+
+
+def _binary(name, kernel, infer=None, **flags):
+    return register(name, infer=infer or _binary_infer(name), **flags)(_same_dtype_kernel(name, kernel))
 
 
 add_op = _binary("add", lambda xp, x, y: x + y)
@@ -51,24 +63,19 @@ pow_op = _binary("pow", lambda xp, x, y: xp.power(x, y))
 floordiv_op = _binary("floordiv", lambda xp, x, y: xp.floor_divide(x, y), differentiable=False)
 floormod_op = _binary("floormod", lambda xp, x, y: xp.mod(x, y), differentiable=False)
 
-equal_op = register("equal", infer=_comparison_infer("equal"), differentiable=False)(lambda xp, x, y: x == y)
-not_equal_op = register("not_equal", infer=_comparison_infer("not_equal"), differentiable=False)(
-    lambda xp, x, y: x != y
-)
-less_op = register("less", infer=_comparison_infer("less"), differentiable=False)(lambda xp, x, y: x < y)
-less_equal_op = register("less_equal", infer=_comparison_infer("less_equal"), differentiable=False)(
-    lambda xp, x, y: x <= y
-)
-greater_op = register("greater", infer=_comparison_infer("greater"), differentiable=False)(lambda xp, x, y: x > y)
-greater_equal_op = register("greater_equal", infer=_comparison_infer("greater_equal"), differentiable=False)(
-    lambda xp, x, y: x >= y
-)
-logical_and_op = register("logical_and", infer=_binary_infer("logical_and"), differentiable=False)(
-    lambda xp, x, y: xp.logical_and(x, y)
-)
-logical_or_op = register("logical_or", infer=_binary_infer("logical_or"), differentiable=False)(
-    lambda xp, x, y: xp.logical_or(x, y)
-)
+
+def _comparison(name, kernel):
+    return _binary(name, kernel, infer=_comparison_infer(name), differentiable=False)
+
+
+equal_op = _comparison("equal", lambda xp, x, y: x == y)
+not_equal_op = _comparison("not_equal", lambda xp, x, y: x != y)
+less_op = _comparison("less", lambda xp, x, y: x < y)
+less_equal_op = _comparison("less_equal", lambda xp, x, y: x <= y)
+greater_op = _comparison("greater", lambda xp, x, y: x > y)
+greater_equal_op = _comparison("greater_equal", lambda xp, x, y: x >= y)
+logical_and_op = _binary("logical_and", lambda xp, x, y: xp.logical_and(x, y), differentiable=False)
+logical_or_op = _binary("logical_or", lambda xp, x, y: xp.logical_or(x, y), differentiable=False)
 
 
 def unbroadcast(grad: Tensor, like: Tensor) -> Tensor:
