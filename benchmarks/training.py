@@ -1,0 +1,198 @@
+"""Training suite: samples/s of the MNIST MLP and CNN train steps, and the test accuracy they reach.
+
+Every system trains the same architecture on the same real MNIST subset (4,000 training images) with
+Adam and sparse categorical cross-entropy, pinned to the same number of threads, in one process.
+Throughput is one epoch of the system's idiomatic training loop (``fit`` for emberflow and Keras, a
+plain loop for PyTorch) after a warm-up epoch, best of several.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from benchmarks.common import THREADS, Row, mnist_subset, peer_missing
+
+SUITE = "training"
+
+
+# -- emberflow -----------------------------------------------------------------------------------------
+
+
+def _emberflow_model(kind: str):
+    import trainer as tf  # noqa: PLC0415
+
+    layers = tf.keras.layers
+    if kind == "mlp":
+        body = [layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dense(10, activation="softmax")]
+        shape = (28, 28)
+    else:
+        body = [
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+        shape = (28, 28, 1)
+    model = tf.keras.Sequential([tf.keras.Input(shape=shape)] + body)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _keras_model(kind: str):
+    import tensorflow as tf  # noqa: PLC0415
+
+    layers = tf.keras.layers
+    if kind == "mlp":
+        body = [layers.Flatten(), layers.Dense(128, activation="relu"), layers.Dense(10, activation="softmax")]
+        shape = (28, 28)
+    else:
+        body = [
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+        shape = (28, 28, 1)
+    model = tf.keras.Sequential([tf.keras.Input(shape=shape)] + body)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _fit_system(build, x, y, batch, repeats):
+    """(samples/s of the best timed epoch) for a Keras-API system (emberflow or Keras)."""
+    model = build()
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # warm-up: builds, traces, allocates
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+        best = min(best, time.perf_counter() - started)
+    return len(x) / best
+
+
+def _fit_accuracy(build, x, y, x_test, y_test, epochs):
+    model = build()
+    model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
+    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    return float(accuracy)
+
+
+# -- PyTorch -------------------------------------------------------------------------------------------
+
+
+def _torch_model(kind: str):
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    torch.set_num_threads(THREADS)
+    if kind == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 5 * 5, 128), nn.ReLU(), nn.Linear(128, 10),
+    )  # fmt: skip
+
+
+def _torch_epoch(model, optimizer, x, y, batch):
+    import torch  # noqa: PLC0415
+
+    loss_function = torch.nn.CrossEntropyLoss()  # on logits: softmax + log-loss fused, as PyTorch users write it
+    order = torch.randperm(len(x))
+    model.train()
+    for start in range(0, len(x), batch):
+        index = order[start : start + batch]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_function(model(x[index]), y[index])
+        loss.backward()
+        optimizer.step()
+
+
+def _torch_inputs(kind, x, y):
+    import torch  # noqa: PLC0415
+
+    images = torch.from_numpy(x if kind == "mlp" else np.ascontiguousarray(x.reshape(-1, 1, 28, 28)))
+    return images, torch.from_numpy(y)
+
+
+def _torch_throughput(kind, x, y, batch, repeats):
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = _torch_model(kind)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images, labels = _torch_inputs(kind, x, y)
+    _torch_epoch(model, optimizer, images, labels, batch)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        _torch_epoch(model, optimizer, images, labels, batch)
+        best = min(best, time.perf_counter() - started)
+    return len(x) / best
+
+
+def _torch_accuracy(kind, x, y, x_test, y_test, epochs):
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    model = _torch_model(kind)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images, labels = _torch_inputs(kind, x, y)
+    for _ in range(epochs):
+        _torch_epoch(model, optimizer, images, labels, 32)
+    model.eval()
+    with torch.no_grad():
+        test_images, test_labels = _torch_inputs(kind, x_test, y_test)
+        return float((model(test_images).argmax(1) == test_labels).float().mean())
+
+
+# -- the suite -----------------------------------------------------------------------------------------
+
+
+def run(quick: bool = False, systems=("emberflow", "keras", "pytorch"), log=print) -> list[Row]:
+    (x_train, y_train), (x_test, y_test) = mnist_subset()
+    repeats = 1 if quick else 3
+    rows: list[Row] = []
+    cases = [("mlp", 32), ("mlp", 128), ("cnn", 32), ("cnn", 128)]
+    epochs_for_accuracy = {"mlp": 5, "cnn": 3}
+    for kind, batch in cases:
+        x = x_train if kind == "mlp" else x_train.reshape(-1, 28, 28, 1)
+        for system in systems:
+            case = f"{kind} batch {batch}"
+            log(f"[training] {case}: {system} ...")
+            try:
+                if system == "emberflow":
+                    value = _fit_system(lambda: _emberflow_model(kind), x, y_train, batch, repeats)
+                elif system == "keras":
+                    value = _fit_system(lambda: _keras_model(kind), x, y_train, batch, repeats)
+                else:
+                    value = _torch_throughput(kind, x_train, y_train, batch, repeats)
+                rows.append(Row(SUITE, case, system, "train throughput", value, "samples/s"))
+            except ImportError as error:
+                rows.append(peer_missing(SUITE, case, system, "train throughput", "samples/s", error))
+    if not quick:
+        for kind, epochs in epochs_for_accuracy.items():
+            x = x_train if kind == "mlp" else x_train.reshape(-1, 28, 28, 1)
+            xt = x_test if kind == "mlp" else x_test.reshape(-1, 28, 28, 1)
+            for system in systems:
+                case = f"{kind} {epochs} epochs batch 32"
+                log(f"[training] accuracy {case}: {system} ...")
+                try:
+                    if system == "emberflow":
+                        value = _fit_accuracy(lambda: _emberflow_model(kind), x, y_train, xt, y_test, epochs)
+                    elif system == "keras":
+                        value = _fit_accuracy(lambda: _keras_model(kind), x, y_train, xt, y_test, epochs)
+                    else:
+                        value = _torch_accuracy(kind, x_train, y_train, x_test, y_test, epochs)
+                    rows.append(Row(SUITE, case, system, "test accuracy", value, "fraction"))
+                except ImportError as error:
+                    rows.append(peer_missing(SUITE, case, system, "test accuracy", "fraction", error))
+    return rows
