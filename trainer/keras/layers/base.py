@@ -408,10 +408,13 @@ class _layer_scope:  # noqa: N801 - used like a function: `with _layer_scope(lay
         self.layer = layer
 
     def __enter__(self):
-        state.name_scopes.append(self.layer.name)
+        self._pushed = not state.name_scopes or state.name_scopes[-1] != self.layer.name
+        if self._pushed:
+            state.name_scopes.append(self.layer.name)
 
     def __exit__(self, *exc):
-        state.name_scopes.pop()
+        if self._pushed:
+            state.name_scopes.pop()
 
 
 def _layers_in(value):
