@@ -166,7 +166,7 @@ def infer_outputs(op: OpDef, inputs, attrs: dict) -> tuple:
         raise OpError(f"op '{op.name}' cannot take inputs [{shapes}] with {attrs or 'no attributes'}: {error}") from error
     if op.num_outputs == 1:
         return (specs,)
-    return tuple(specs)
+    return () if op.num_outputs == 0 else tuple(specs)
 
 
 def _execute_symbolic(op: OpDef, inputs, attrs: dict):
