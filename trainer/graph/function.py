@@ -89,6 +89,10 @@ class Function:
     def __call__(self, *args, **kwargs):
         if state.graph is not None:
             return self._callable()(*args, **kwargs)  # inside another trace: inline
+        if state.tapes:
+            # An enclosing tape must see every op to differentiate through this call; the cached graph
+            # has no recorded ops, so the body runs op by op here (same values, same gradients).
+            return self._callable()(*args, **kwargs)
         concrete, tensor_args = self._concrete_for(args, kwargs)
         return concrete(*tensor_args)
 

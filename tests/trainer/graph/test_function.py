@@ -125,3 +125,12 @@ def test_graph_check_reports_the_bad_node_with_context():
     graph.outputs = node.outputs
     with pytest.raises(GraphError, match=r"node 0 \(relu\).*declared f32\[\?,4\].*infers f32\[\?,3\]"):
         graph.check()
+
+
+def test_a_tape_outside_a_function_differentiates_through_it():
+    w = tf.Variable([2.0, 3.0])
+    f = tf.function(lambda x: tf.reduce_sum(x * w * w))
+    x = tf.constant([1.0, 1.0])
+    with tf.GradientTape() as tape:
+        y = f(x)
+    np.testing.assert_allclose(tape.gradient(y, w).numpy(), [4.0, 6.0])

@@ -29,6 +29,8 @@ class Trainer:
         self._compiled_loss = None
         self._compiled_metrics = None
         self._loss_tracker = None
+        self.run_eagerly = False
+        self._train_function = self._test_function = None
 
     # -- compile -----------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None, weighted_metrics=None, run_eagerly=False, steps_per_execution=1, jit_compile="auto", auto_scale_loss=True):
@@ -43,8 +45,9 @@ class Trainer:
         self._compiled_loss = CompiledLoss(loss, loss_weights)
         self._compiled_metrics = CompiledMetrics(metrics, weighted_metrics)
         self._loss_tracker = metrics_module.Mean(name="loss")
-        self.run_eagerly = run_eagerly
+        self.run_eagerly = bool(run_eagerly)
         self.jit_compile = jit_compile
+        self._train_function = self._test_function = None  # traced again for the new configuration
         self.compiled = True
         self._compile_config = {"loss": loss, "metrics": metrics, "loss_weights": loss_weights, "weighted_metrics": weighted_metrics}
 
@@ -78,7 +81,8 @@ class Trainer:
         return self.get_metrics_result()
 
     def get_metrics_result(self) -> dict:
-        return {metric.name: float(metric.result()) for metric in self.metrics}
+        """The current value of every metric, as tensors (``fit`` turns them into the logged floats)."""
+        return {metric.name: metric.result() for metric in self.metrics}
 
     def train_step(self, data):
         """One optimization step on a batch ``(x, y, sample_weight)``; returns the running metrics."""
@@ -88,7 +92,6 @@ class Trainer:
             tape.watch(trainable)
             y_pred = self(x, training=True)
             loss = self.compute_loss(x, y, y_pred, sample_weight)
-        self._last_loss = loss
         gradients = tape.gradient(loss, trainable)
         self.optimizer.apply_gradients(zip(gradients, trainable))
         self._loss_tracker.update_state(loss, sample_weight=_batch_size(x))
@@ -105,6 +108,29 @@ class Trainer:
         x, _, _ = unpack(data) if not (isinstance(data, tuple) and len(data) == 3) else data
         return self(x, training=False)
 
+    # -- step functions: traced graphs by default, plain Python with run_eagerly=True ----------------
+    def make_train_function(self):
+        """The callable ``fit`` runs per batch: ``train_step`` traced once per batch signature."""
+        if self.run_eagerly:
+            return self.train_step
+        if getattr(self, "_train_function", None) is None:
+            from trainer.graph.function import Function  # noqa: PLC0415
+
+            builder = getattr(self.optimizer, "build", None)
+            if builder is not None:
+                builder(self.trainable_variables)  # slots exist before tracing, as Keras builds them
+            self._train_function = _BatchFunction(Function(_unpacked(self.train_step), autograph=False, name=f"{self.name}_train_step"))
+        return self._train_function
+
+    def make_test_function(self):
+        if self.run_eagerly:
+            return self.test_step
+        if getattr(self, "_test_function", None) is None:
+            from trainer.graph.function import Function  # noqa: PLC0415
+
+            self._test_function = _BatchFunction(Function(_unpacked(self.test_step), autograph=False, name=f"{self.name}_test_step"))
+        return self._test_function
+
     # -- loops -------------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0, validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
         """Trains for ``epochs`` epochs and returns the ``History`` of the logged metrics."""
@@ -120,6 +146,7 @@ class Trainer:
         verbose = 1 if verbose == "auto" else verbose
         callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=epochs, steps=adapter.steps)
         self.stop_training = False
+        train_function = self.make_train_function()
         logs = {}
         callback_list.on_train_begin()
         for epoch in range(initial_epoch, epochs):
@@ -129,9 +156,9 @@ class Trainer:
                 callback_list.on_train_batch_begin(step)
                 if class_weight is not None:
                     batch = _apply_class_weight(batch, class_weight)
-                logs = self.train_step(batch)
-                if not math.isfinite(float(self._last_loss)):
-                    self._raise_non_finite(batch, epoch, step)
+                logs = _floats(train_function(batch))
+                if not math.isfinite(logs["loss"]):
+                    self._raise_non_finite(batch, epoch, step, logs["loss"])
                 callback_list.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
@@ -154,13 +181,14 @@ class Trainer:
         return make_adapter(*validation_data, batch_size=batch_size or 32)
 
     def _run_evaluation(self, adapter, callback_list) -> dict:
+        test_function = self.make_test_function()
         self.reset_metrics()
         callback_list.params["_in_fit"] = True
         callback_list.on_test_begin()
         logs = {}
         for step, batch in enumerate(adapter):
             callback_list.on_test_batch_begin(step)
-            logs = self.test_step(batch)
+            logs = _floats(test_function(batch))
             callback_list.on_test_batch_end(step, logs)
         callback_list.on_test_end(logs)
         callback_list.params["_in_fit"] = False
@@ -172,12 +200,13 @@ class Trainer:
         adapter = make_adapter(x, y, sample_weight, batch_size, False, steps)
         verbose = 1 if verbose == "auto" else verbose
         callback_list = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose, test_steps=adapter.steps)
+        test_function = self.make_test_function()
         self.reset_metrics()
         callback_list.on_test_begin()
         logs = {}
         for step, batch in enumerate(adapter):
             callback_list.on_test_batch_begin(step)
-            logs = self.test_step(batch)
+            logs = _floats(test_function(batch))
             callback_list.on_test_batch_end(step, logs)
         callback_list.on_test_end(logs)
         if return_dict:
@@ -210,12 +239,12 @@ class Trainer:
         batch = _to_tensors(x, y, sample_weight)
         if class_weight is not None:
             batch = _apply_class_weight(batch, class_weight)
-        logs = self.train_step(batch)
+        logs = _floats(self.make_train_function()(batch))
         return logs if return_dict else _ordered(logs, self.metrics_names)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._require_compiled("test_on_batch")
-        logs = self.test_step(_to_tensors(x, y, sample_weight))
+        logs = _floats(self.make_test_function()(_to_tensors(x, y, sample_weight)))
         return logs if return_dict else _ordered(logs, self.metrics_names)
 
     def predict_on_batch(self, x):
@@ -223,13 +252,13 @@ class Trainer:
         return nest.map_structure(lambda t: t.numpy(), self.predict_step((x, None, None)))
 
     # -- diagnosis ---------------------------------------------------------------------------------
-    def _raise_non_finite(self, batch, epoch, step) -> None:
+    def _raise_non_finite(self, batch, epoch, step, loss) -> None:
         x = batch[0]
         inputs_bad = any(not np.isfinite(t.numpy()).all() for t in nest.flatten(x) if t.dtype.is_floating)
         culprit = _first_non_finite_layer(self, x)
         where = f"the output of layer '{culprit[0]}' ({culprit[1]}, output shape {culprit[2]})" if culprit else "the loss computation"
         raise NonFiniteLossError(
-            f"loss became {float(self._last_loss)} at epoch {epoch + 1}, batch {step}. Non-finite values first appear in "
+            f"loss became {loss} at epoch {epoch + 1}, batch {step}. Non-finite values first appear in "
             f"{where}; the input batch {'contains' if inputs_bad else 'does not contain'} NaN/inf. "
             "Check the inputs, lower the learning rate, or clip gradients (optimizer clipnorm=)."
         )
@@ -250,9 +279,39 @@ def _first_non_finite_layer(model, x):
     return None
 
 
-def _batch_size(x) -> int:
+def _batch_size(x):
+    """The number of samples in a batch: a Python int, or a tensor when the batch dim is unknown (traced)."""
     first = nest.flatten(x)[0]
-    return int(first.shape[0]) if first.shape[0] is not None else 1
+    if first.shape[0] is not None:
+        return int(first.shape[0])
+    from trainer.ops import array_ops, math_ops  # noqa: PLC0415
+
+    return math_ops.cast(array_ops.shape(first)[0], "float32")
+
+
+def _floats(logs: dict) -> dict:
+    return {name: float(value) for name, value in logs.items()}
+
+
+def _unpacked(step):
+    """Adapts ``step((x, y, sample_weight))`` to a function of three arguments, which tracing keys on."""
+
+    def call(x, y, sample_weight):
+        return step((x, y, sample_weight))
+
+    call.__name__ = getattr(step, "__name__", "step")
+    return call
+
+
+class _BatchFunction:
+    """Calls a traced step with a batch tuple; compile(run_eagerly=False) keeps one per model."""
+
+    def __init__(self, function):
+        self.function = function
+
+    def __call__(self, batch):
+        x, y, sample_weight = batch if isinstance(batch, tuple) and len(batch) == 3 else unpack(batch)
+        return self.function(x, y, sample_weight)
 
 
 def _to_tensors(x, y, sample_weight):
