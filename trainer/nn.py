@@ -1,5 +1,13 @@
 """``tf.nn``: activations, losses on logits, dropout and (in ``trainer.ops.conv_ops``) convolutions."""
 
+from trainer.ops.conv_ops import (  # noqa: F401
+    avg_pool,
+    avg_pool2d,
+    conv2d,
+    depthwise_conv2d,
+    max_pool,
+    max_pool2d,
+)
 from trainer.ops.nn_ops import (  # noqa: F401
     bias_add,
     dropout,

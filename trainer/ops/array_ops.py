@@ -255,7 +255,12 @@ def pad_op(xp, x, constant, *, paddings):
 @pad_op.def_gradient
 def _(node, grad):
     spec = tuple(("slice", before, -after if after else None, 1) for before, after in node.attrs["paddings"])
-    return execute(strided_slice_op, (grad,), {"spec": spec}), None
+    inner = execute(strided_slice_op, (grad,), {"spec": spec})
+    grad_constant = None
+    if node.needs_gradient[1]:  # every padded element is a copy of the constant: it gets their gradients' sum
+        padding_total = math_ops.subtract(math_ops.reduce_sum(grad), math_ops.reduce_sum(inner))
+        grad_constant = reshape_like(padding_total, node.inputs[1])
+    return inner, grad_constant
 
 
 def _slice_dim(item, dim):
