@@ -71,7 +71,10 @@ class Model(Trainer, Layer):
             placeholder = nest.map_structure(lambda s: Tensor.symbolic(TensorShape(s).as_tuple(), self._dtype), input_shape) if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)) else Tensor.symbolic(TensorShape(input_shape).as_tuple(), self._dtype)
             self.built = True
             self._build_input_shape = input_shape
-            self._call_eager(placeholder, (), {"training": False} if _accepts_training(self) else {})
+            from trainer.graph.tracing import tracing  # noqa: PLC0415
+
+            with tracing(None):  # a shape-only pass: never part of an enclosing trace (fit's traced step)
+                self._call_eager(placeholder, (), {"training": False} if _accepts_training(self) else {})
         self.built = True
 
     def get_config(self) -> dict:

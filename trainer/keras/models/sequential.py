@@ -42,7 +42,8 @@ class Sequential(Model):
         if isinstance(layer, InputLayer):
             if self._input_layer is not None or self.layers:
                 raise ValueError("Sequential: an Input can only be the first layer")
-            self._input_layer = layer
+            # Not a tracked sublayer: Keras's `model.layers` of a Sequential model omits the InputLayer.
+            object.__setattr__(self, "_input_layer", layer)
             self._symbolic_input = layer.output_tensor
             return
         if any(layer.name == known.name for known in self.layers):
@@ -84,8 +85,18 @@ class Sequential(Model):
             return
         shape = TensorShape(input_shape).as_list()
         if self._symbolic_input is None or not self.built:
-            self._symbolic_input = Input(batch_shape=shape)
-            self._build_graph()
+            from trainer.graph.tracing import tracing  # noqa: PLC0415
+
+            with tracing(None):  # a shape-only pass: never part of an enclosing trace (fit's traced step)
+                self._symbolic_input = Input(batch_shape=shape)
+                self._build_graph()
+
+    def _maybe_build(self, inputs) -> None:
+        # The first call builds the model for any batch size, not only for that call's batch.
+        if not isinstance(inputs, Tensor):
+            super()._maybe_build(inputs)
+            return
+        self.build([None] + inputs.shape.as_list()[1:])
 
     def call(self, inputs, training=None):
         if not self.built:

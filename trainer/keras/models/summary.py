@@ -84,7 +84,7 @@ def print_summary(model, line_length=None, positions=None, print_fn=None, show_t
     print_fn(_row(headers, positions))
     print_fn("=" * line_length)
     for index, (name, shape, count, connected) in enumerate(rows):
-        fields = [name, shape, count] + ([connected] if not sequential_like else [])
+        fields = [name, shape, _format_count(count)] + ([connected] if not sequential_like else [])
         print_fn(_row(fields, positions))
         if index < len(rows) - 1:
             print_fn(" " * line_length)

@@ -146,6 +146,11 @@ class Trainer:
         verbose = 1 if verbose == "auto" else verbose
         callback_list = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self, verbose=verbose, epochs=epochs, steps=adapter.steps)
         self.stop_training = False
+        if not self.built:
+            # The traced step captures the trainable variables and the optimizer's slots when it is made,
+            # so a model built by its first call (deferred Sequential, subclassed) is built before that.
+            first = next(iter(adapter))
+            self._maybe_build(first[0] if isinstance(first, tuple) and len(first) == 3 else unpack(first)[0])
         train_function = self.make_train_function()
         logs = {}
         callback_list.on_train_begin()

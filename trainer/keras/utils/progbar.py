@@ -27,7 +27,8 @@ class Progbar:
         self.interval = interval
         self.unit_name = unit_name
         self.stream = stream or sys.stdout
-        self.stateful_metrics = set(stateful_metrics or ())
+        # Any container works (ProgbarLogger passes one that contains every name).
+        self.stateful_metrics = stateful_metrics if hasattr(stateful_metrics, "__contains__") else set(stateful_metrics or ())
         self._dynamic = (hasattr(self.stream, "isatty") and self.stream.isatty()) or "ipykernel" in sys.modules or os.environ.get("EMBERFLOW_PROGBAR") == "dynamic"
         self._start = time.perf_counter()
         self._last_draw = 0.0
