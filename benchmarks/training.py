@@ -1,6 +1,7 @@
 """Training suite: samples/s of the MNIST MLP and CNN train steps, and the test accuracy they reach.
 
-Every system trains the same architecture on the same real MNIST subset (4,000 training images) with
+"emberflow" runs ``fit`` with traced train steps (the default, as in Keras); "emberflow-eager" runs the
+same model with ``run_eagerly=True``. Every system trains the same architecture on the same real MNIST subset (4,000 training images) with
 Adam and sparse categorical cross-entropy, pinned to the same number of threads, in one process.
 Throughput is one epoch of the system's idiomatic training loop (``fit`` for emberflow and Keras, a
 plain loop for PyTorch) after a warm-up epoch, best of several.
@@ -20,7 +21,7 @@ SUITE = "training"
 # -- emberflow -----------------------------------------------------------------------------------------
 
 
-def _emberflow_model(kind: str):
+def _emberflow_model(kind: str, run_eagerly: bool = False):
     import trainer as tf  # noqa: PLC0415
 
     layers = tf.keras.layers
@@ -39,7 +40,7 @@ def _emberflow_model(kind: str):
         ]
         shape = (28, 28, 1)
     model = tf.keras.Sequential([tf.keras.Input(shape=shape)] + body)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"], run_eagerly=run_eagerly)
     return model
 
 
@@ -157,7 +158,7 @@ def _torch_accuracy(kind, x, y, x_test, y_test, epochs):
 # -- the suite -----------------------------------------------------------------------------------------
 
 
-def run(quick: bool = False, systems=("emberflow", "keras", "pytorch"), log=print) -> list[Row]:
+def run(quick: bool = False, systems=("emberflow", "emberflow-eager", "keras", "pytorch"), log=print) -> list[Row]:
     (x_train, y_train), (x_test, y_test) = mnist_subset()
     repeats = 1 if quick else 3
     rows: list[Row] = []
@@ -171,6 +172,8 @@ def run(quick: bool = False, systems=("emberflow", "keras", "pytorch"), log=prin
             try:
                 if system == "emberflow":
                     value = _fit_system(lambda: _emberflow_model(kind), x, y_train, batch, repeats)
+                elif system == "emberflow-eager":
+                    value = _fit_system(lambda: _emberflow_model(kind, run_eagerly=True), x, y_train, batch, repeats)
                 elif system == "keras":
                     value = _fit_system(lambda: _keras_model(kind), x, y_train, batch, repeats)
                 else:
@@ -182,7 +185,7 @@ def run(quick: bool = False, systems=("emberflow", "keras", "pytorch"), log=prin
         for kind, epochs in epochs_for_accuracy.items():
             x = x_train if kind == "mlp" else x_train.reshape(-1, 28, 28, 1)
             xt = x_test if kind == "mlp" else x_test.reshape(-1, 28, 28, 1)
-            for system in systems:
+            for system in (s for s in systems if s != "emberflow-eager"):
                 case = f"{kind} {epochs} epochs batch 32"
                 log(f"[training] accuracy {case}: {system} ...")
                 try:

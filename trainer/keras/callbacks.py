@@ -53,6 +53,7 @@ class CallbackList:
     """Calls every hook on each callback in order; batch-level hooks are skipped when nobody overrides them."""
 
     def __init__(self, callbacks=None, add_history=False, add_progbar=False, model=None, **params):
+        self.params = params  # one dict shared with every callback, so updates reach all of them
         self.callbacks = list(callbacks or [])
         if add_progbar and not any(isinstance(c, ProgbarLogger) for c in self.callbacks):
             self.callbacks.append(ProgbarLogger())
@@ -63,7 +64,7 @@ class CallbackList:
         for callback in self.callbacks:
             if model is not None:
                 callback.set_model(model)
-            callback.set_params(params)
+            callback.set_params(self.params)
         for hook in _HOOKS:
             active = [getattr(c, hook) for c in self.callbacks if _overrides(c, hook)]
             setattr(self, hook, _fan_out(active))

@@ -75,7 +75,11 @@ def value(tensor):
 def test_sparse_categorical_crossentropy(seed, from_logits, label_form):
     rng = np.random.default_rng(seed)
     batch, classes = int(rng.integers(1, 9)), int(rng.integers(2, 7))
-    predictions = rng.normal(size=(batch, classes)) * 3 if from_logits else random_probabilities(rng, batch, classes, normalized=seed != 0)
+    predictions = (
+        rng.normal(size=(batch, classes)) * 3
+        if from_logits
+        else random_probabilities(rng, batch, classes, normalized=seed != 0)
+    )
     labels = rng.integers(0, classes, size=batch)
     given = {"int": labels, "float": labels.astype(np.float32), "column": labels.reshape(-1, 1)}[label_form]
     expected = sparse_ce_reference(labels, predictions, from_logits)
@@ -98,10 +102,16 @@ def test_sparse_crossentropy_clips_tiny_probabilities():
 def test_categorical_crossentropy(seed, from_logits, label_smoothing):
     rng = np.random.default_rng(seed)
     batch, classes = int(rng.integers(1, 9)), int(rng.integers(2, 7))
-    predictions = rng.normal(size=(batch, classes)) if from_logits else random_probabilities(rng, batch, classes, normalized=False)
+    predictions = (
+        rng.normal(size=(batch, classes))
+        if from_logits
+        else random_probabilities(rng, batch, classes, normalized=False)
+    )
     labels = np.eye(classes)[rng.integers(0, classes, size=batch)]
     expected = categorical_ce_reference(labels, predictions, from_logits, label_smoothing)
-    actual = losses.categorical_crossentropy(labels, predictions, from_logits=from_logits, label_smoothing=label_smoothing)
+    actual = losses.categorical_crossentropy(
+        labels, predictions, from_logits=from_logits, label_smoothing=label_smoothing
+    )
     np.testing.assert_allclose(value(actual), expected, rtol=1e-10)
     loss = losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing, dtype="float64")
     np.testing.assert_allclose(value(loss(labels, predictions)), expected.mean(), rtol=1e-10)
@@ -123,7 +133,9 @@ def test_binary_crossentropy(seed, from_logits, label_smoothing):
 def test_binary_crossentropy_takes_flat_labels_for_a_column_of_predictions(rng):
     labels, predictions = rng.integers(0, 2, size=6), rng.uniform(size=(6, 1))
     expected = binary_ce_reference(labels.reshape(-1, 1).astype(float), predictions, False).mean()
-    np.testing.assert_allclose(value(losses.BinaryCrossentropy(dtype="float64")(labels, predictions)), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        value(losses.BinaryCrossentropy(dtype="float64")(labels, predictions)), expected, rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -132,18 +144,38 @@ def test_regression_losses(seed):
     shape = (int(rng.integers(1, 9)), int(rng.integers(1, 5)))
     labels, predictions = rng.normal(size=shape), rng.normal(size=shape) * 2
     delta = float(rng.uniform(0.3, 2.0))
-    np.testing.assert_allclose(value(losses.mean_squared_error(labels, predictions)), ((labels - predictions) ** 2).mean(-1), rtol=1e-12)
-    np.testing.assert_allclose(value(losses.mean_absolute_error(labels, predictions)), np.abs(labels - predictions).mean(-1), rtol=1e-12)
-    np.testing.assert_allclose(value(losses.huber(labels, predictions, delta)), huber_reference(labels, predictions, delta), rtol=1e-12)
-    np.testing.assert_allclose(value(losses.Huber(delta, dtype="float64")(labels, predictions)), huber_reference(labels, predictions, delta).mean(), rtol=1e-12)
-    np.testing.assert_allclose(value(losses.MeanSquaredError(dtype="float64")(labels, predictions)), ((labels - predictions) ** 2).mean(), rtol=1e-12)
-    np.testing.assert_allclose(value(losses.MeanAbsoluteError(dtype="float64")(labels, predictions)), np.abs(labels - predictions).mean(), rtol=1e-12)
+    np.testing.assert_allclose(
+        value(losses.mean_squared_error(labels, predictions)), ((labels - predictions) ** 2).mean(-1), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        value(losses.mean_absolute_error(labels, predictions)), np.abs(labels - predictions).mean(-1), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        value(losses.huber(labels, predictions, delta)), huber_reference(labels, predictions, delta), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        value(losses.Huber(delta, dtype="float64")(labels, predictions)),
+        huber_reference(labels, predictions, delta).mean(),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        value(losses.MeanSquaredError(dtype="float64")(labels, predictions)),
+        ((labels - predictions) ** 2).mean(),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        value(losses.MeanAbsoluteError(dtype="float64")(labels, predictions)),
+        np.abs(labels - predictions).mean(),
+        rtol=1e-12,
+    )
 
 
 def test_mse_of_flat_labels_against_a_column_of_predictions(rng):
     labels, predictions = rng.normal(size=5), rng.normal(size=(5, 1))
     expected = ((labels - predictions[:, 0]) ** 2).mean()
-    np.testing.assert_allclose(value(losses.MeanSquaredError(dtype="float64")(labels, predictions)), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        value(losses.MeanSquaredError(dtype="float64")(labels, predictions)), expected, rtol=1e-12
+    )
 
 
 # -- reductions and weights -----------------------------------------------------------------------------
@@ -176,7 +208,11 @@ def test_column_sample_weights_and_per_timestep_losses(rng):
     sequence = losses.SparseCategoricalCrossentropy(reduction="none", dtype="float64")
     steps = rng.integers(0, 5, size=(2, 3))
     probabilities = random_probabilities(rng, 6, 5).reshape(2, 3, 5)
-    np.testing.assert_allclose(value(sequence(steps, probabilities)), sparse_ce_reference(steps, probabilities.reshape(6, 5), False).reshape(2, 3), rtol=1e-12)
+    np.testing.assert_allclose(
+        value(sequence(steps, probabilities)),
+        sparse_ce_reference(steps, probabilities.reshape(6, 5), False).reshape(2, 3),
+        rtol=1e-12,
+    )
 
 
 def test_ignore_class_drops_those_samples_from_the_mean(rng):
@@ -213,12 +249,36 @@ def finite_difference_gradient(function, x, step=1e-6):
 @pytest.mark.parametrize(
     "loss, make_labels, from_logits",
     [
-        (lambda: losses.SparseCategoricalCrossentropy(dtype="float64"), lambda rng, n, c: rng.integers(0, c, size=n), False),
-        (lambda: losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"), lambda rng, n, c: rng.integers(0, c, size=n), True),
-        (lambda: losses.CategoricalCrossentropy(dtype="float64"), lambda rng, n, c: np.eye(c)[rng.integers(0, c, size=n)], False),
-        (lambda: losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, dtype="float64"), lambda rng, n, c: np.eye(c)[rng.integers(0, c, size=n)], True),
-        (lambda: losses.BinaryCrossentropy(dtype="float64"), lambda rng, n, c: rng.integers(0, 2, size=(n, c)).astype(float), False),
-        (lambda: losses.BinaryCrossentropy(from_logits=True, dtype="float64"), lambda rng, n, c: rng.integers(0, 2, size=(n, c)).astype(float), True),
+        (
+            lambda: losses.SparseCategoricalCrossentropy(dtype="float64"),
+            lambda rng, n, c: rng.integers(0, c, size=n),
+            False,
+        ),
+        (
+            lambda: losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"),
+            lambda rng, n, c: rng.integers(0, c, size=n),
+            True,
+        ),
+        (
+            lambda: losses.CategoricalCrossentropy(dtype="float64"),
+            lambda rng, n, c: np.eye(c)[rng.integers(0, c, size=n)],
+            False,
+        ),
+        (
+            lambda: losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1, dtype="float64"),
+            lambda rng, n, c: np.eye(c)[rng.integers(0, c, size=n)],
+            True,
+        ),
+        (
+            lambda: losses.BinaryCrossentropy(dtype="float64"),
+            lambda rng, n, c: rng.integers(0, 2, size=(n, c)).astype(float),
+            False,
+        ),
+        (
+            lambda: losses.BinaryCrossentropy(from_logits=True, dtype="float64"),
+            lambda rng, n, c: rng.integers(0, 2, size=(n, c)).astype(float),
+            True,
+        ),
         (lambda: losses.Huber(0.5, dtype="float64"), lambda rng, n, c: rng.normal(size=(n, c)), True),
     ],
 )
@@ -244,21 +304,30 @@ def test_sparse_loss_with_one_hot_labels_says_to_use_categorical():
     with pytest.raises(ValueError) as raised:
         losses.SparseCategoricalCrossentropy()(np.eye(10)[np.arange(32) % 10], np.full((32, 10), 0.1, np.float32))
     message = str(raised.value)
-    assert message.startswith("SparseCategoricalCrossentropy: labels of shape (32, 10) do not match predictions of shape (32, 10)")
+    assert message.startswith(
+        "SparseCategoricalCrossentropy: labels of shape (32, 10) do not match predictions of shape (32, 10)"
+    )
     assert "use CategoricalCrossentropy for one-hot labels" in message and "(32,) or (32, 1)" in message
 
 
 def test_categorical_loss_with_integer_labels_says_to_use_sparse():
-    with pytest.raises(ValueError, match=r"^CategoricalCrossentropy: labels of shape \(4,\) do not match predictions of shape \(4, 3\).*use SparseCategoricalCrossentropy"):
+    with pytest.raises(
+        ValueError,
+        match=r"^CategoricalCrossentropy: labels of shape \(4,\) do not match predictions of shape \(4, 3\).*use SparseCategoricalCrossentropy",
+    ):
         losses.CategoricalCrossentropy()(np.array([0, 1, 2, 1]), np.full((4, 3), 1 / 3))
     with pytest.raises(ValueError, match=r"^categorical_crossentropy: labels of shape \(4, 1\)"):
         losses.categorical_crossentropy(np.zeros((4, 1)), np.full((4, 3), 1 / 3))
 
 
 def test_mismatched_shapes_name_the_loss_and_both_shapes():
-    with pytest.raises(ValueError, match=r"^BinaryCrossentropy: labels of shape \(5, 2\) do not match predictions of shape \(5, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"^BinaryCrossentropy: labels of shape \(5, 2\) do not match predictions of shape \(5, 3\)"
+    ):
         losses.BinaryCrossentropy()(np.zeros((5, 2)), np.full((5, 3), 0.5))
-    with pytest.raises(ValueError, match=r"^MeanSquaredError: labels of shape \(4, 3\) do not match predictions of shape \(4, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"^MeanSquaredError: labels of shape \(4, 3\) do not match predictions of shape \(4, 2\)"
+    ):
         losses.MeanSquaredError()(np.zeros((4, 3)), np.zeros((4, 2)))
 
 
@@ -288,7 +357,10 @@ def test_out_of_range_labels_are_reported():
 def test_get_wraps_function_names_into_losses(rng, identifier, function):
     loss = losses.get(identifier)
     assert isinstance(loss, losses.Loss)
-    labels, predictions = rng.integers(0, 2, size=(4, 3)).astype(np.float32), rng.uniform(0.1, 0.9, size=(4, 3)).astype(np.float32)
+    labels, predictions = (
+        rng.integers(0, 2, size=(4, 3)).astype(np.float32),
+        rng.uniform(0.1, 0.9, size=(4, 3)).astype(np.float32),
+    )
     if identifier.startswith("sparse"):
         labels = labels[:, 0]
     np.testing.assert_allclose(value(loss(labels, predictions)), value(function(labels, predictions)).mean(), rtol=1e-6)

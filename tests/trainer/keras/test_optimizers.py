@@ -139,7 +139,9 @@ def test_adamw_is_adam_after_decoupled_weight_decay(rng, dtype):
 def test_rmsprop_matches_keras_rule(rng, dtype, momentum, centered):
     weights, gradients = random_problem(rng, dtype)
     rho = float(rng.uniform(0.8, 0.95))
-    actual = run(optimizers.RMSprop(learning_rate=0.01, rho=rho, momentum=momentum, centered=centered), weights, gradients)
+    actual = run(
+        optimizers.RMSprop(learning_rate=0.01, rho=rho, momentum=momentum, centered=centered), weights, gradients
+    )
     expected = rmsprop_reference(weights, gradients, lr32(0.01), rho=rho, momentum=momentum, centered=centered)
     assert_all_close(actual, expected, dtype)
 
@@ -147,11 +149,22 @@ def test_rmsprop_matches_keras_rule(rng, dtype, momentum, centered):
 def test_defaults_are_keras_defaults():
     assert optimizers.SGD().get_config()["learning_rate"] == lr32(0.01)
     adam = optimizers.Adam().get_config()
-    assert (adam["learning_rate"], adam["beta_1"], adam["beta_2"], adam["epsilon"], adam["amsgrad"]) == (lr32(0.001), 0.9, 0.999, 1e-7, False)
+    assert (adam["learning_rate"], adam["beta_1"], adam["beta_2"], adam["epsilon"], adam["amsgrad"]) == (
+        lr32(0.001),
+        0.9,
+        0.999,
+        1e-7,
+        False,
+    )
     assert optimizers.AdamW().weight_decay == 0.004
     rms = optimizers.RMSprop().get_config()
     assert (rms["rho"], rms["momentum"], rms["epsilon"], rms["centered"]) == (0.9, 0.0, 1e-7, False)
-    assert [o.name for o in (optimizers.SGD(), optimizers.Adam(), optimizers.AdamW(), optimizers.RMSprop())] == ["SGD", "adam", "adamw", "rmsprop"]
+    assert [o.name for o in (optimizers.SGD(), optimizers.Adam(), optimizers.AdamW(), optimizers.RMSprop())] == [
+        "SGD",
+        "adam",
+        "adamw",
+        "rmsprop",
+    ]
 
 
 def test_training_a_quadratic_through_the_tape_converges():
@@ -300,7 +313,9 @@ def test_unknown_variables_and_mismatched_gradients_raise():
         optimizers.SGD().apply_gradients([(tf.constant([1.0, 1.0, 1.0]), a)])
 
 
-@pytest.mark.parametrize("argument", [{"use_ema": True}, {"loss_scale_factor": 128.0}, {"gradient_accumulation_steps": 4}])
+@pytest.mark.parametrize(
+    "argument", [{"use_ema": True}, {"loss_scale_factor": 128.0}, {"gradient_accumulation_steps": 4}]
+)
 def test_unsupported_arguments_say_so(argument):
     with pytest.raises(NotImplementedError, match="not supported by emberflow"):
         optimizers.Adam(**argument)
@@ -372,7 +387,9 @@ def test_state_round_trips_through_save_and_load_own_variables(rng):
     "optimizer",
     [
         lambda: optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True, clipvalue=1.0),
-        lambda: optimizers.Adam(learning_rate=schedules.CosineDecay(0.1, 100, alpha=0.1, warmup_target=0.2, warmup_steps=10)),
+        lambda: optimizers.Adam(
+            learning_rate=schedules.CosineDecay(0.1, 100, alpha=0.1, warmup_target=0.2, warmup_steps=10)
+        ),
         lambda: optimizers.AdamW(weight_decay=0.01, amsgrad=True, global_clipnorm=2.0),
         lambda: optimizers.RMSprop(rho=0.8, momentum=0.1, centered=True, name="custom"),
     ],
@@ -385,7 +402,10 @@ def test_config_round_trips(optimizer):
     assert type(rebuilt) is type(original) and rebuilt.get_config() == config
 
 
-@pytest.mark.parametrize("identifier, expected", [("adam", "Adam"), ("ADAM", "Adam"), ("sgd", "SGD"), ("RMSProp", "RMSprop"), ("adamw", "AdamW")])
+@pytest.mark.parametrize(
+    "identifier, expected",
+    [("adam", "Adam"), ("ADAM", "Adam"), ("sgd", "SGD"), ("RMSProp", "RMSprop"), ("adamw", "AdamW")],
+)
 def test_get_accepts_names_in_any_case(identifier, expected):
     assert type(optimizers.get(identifier)).__name__ == expected
 
@@ -442,14 +462,46 @@ def piecewise(step, boundaries, values):
 
 
 SCHEDULE_CASES = [
-    (schedules.ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.9, staircase=False), exponential),
-    (schedules.ExponentialDecay, dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.9, staircase=True), exponential),
-    (schedules.PolynomialDecay, dict(initial_learning_rate=0.1, decay_steps=40, end_learning_rate=0.001, power=0.5, cycle=False), polynomial),
-    (schedules.PolynomialDecay, dict(initial_learning_rate=0.1, decay_steps=40, end_learning_rate=0.001, power=2.0, cycle=True), polynomial),
-    (schedules.InverseTimeDecay, dict(initial_learning_rate=0.1, decay_steps=7, decay_rate=0.5, staircase=False), inverse_time),
-    (schedules.InverseTimeDecay, dict(initial_learning_rate=0.1, decay_steps=7, decay_rate=0.5, staircase=True), inverse_time),
-    (schedules.CosineDecay, dict(initial_learning_rate=0.1, decay_steps=90, alpha=0.05, warmup_target=None, warmup_steps=0), cosine),
-    (schedules.CosineDecay, dict(initial_learning_rate=0.0, decay_steps=90, alpha=0.0, warmup_target=0.2, warmup_steps=10), cosine),
+    (
+        schedules.ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.9, staircase=False),
+        exponential,
+    ),
+    (
+        schedules.ExponentialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=10, decay_rate=0.9, staircase=True),
+        exponential,
+    ),
+    (
+        schedules.PolynomialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=40, end_learning_rate=0.001, power=0.5, cycle=False),
+        polynomial,
+    ),
+    (
+        schedules.PolynomialDecay,
+        dict(initial_learning_rate=0.1, decay_steps=40, end_learning_rate=0.001, power=2.0, cycle=True),
+        polynomial,
+    ),
+    (
+        schedules.InverseTimeDecay,
+        dict(initial_learning_rate=0.1, decay_steps=7, decay_rate=0.5, staircase=False),
+        inverse_time,
+    ),
+    (
+        schedules.InverseTimeDecay,
+        dict(initial_learning_rate=0.1, decay_steps=7, decay_rate=0.5, staircase=True),
+        inverse_time,
+    ),
+    (
+        schedules.CosineDecay,
+        dict(initial_learning_rate=0.1, decay_steps=90, alpha=0.05, warmup_target=None, warmup_steps=0),
+        cosine,
+    ),
+    (
+        schedules.CosineDecay,
+        dict(initial_learning_rate=0.0, decay_steps=90, alpha=0.0, warmup_target=0.2, warmup_steps=10),
+        cosine,
+    ),
     (schedules.PiecewiseConstantDecay, dict(boundaries=[10, 100], values=[0.1, 0.01, 0.001]), piecewise),
 ]
 
