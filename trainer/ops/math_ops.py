@@ -94,8 +94,24 @@ def sum_to_like_op(xp, grad, like):
     axes = tuple(range(extra)) + tuple(
         extra + i for i, d in enumerate(target) if d == 1 and grad.shape[extra + i] != 1
     )
+    if axes == tuple(range(grad.ndim - 1)) and grad.ndim > 1 and grad.flags.c_contiguous:
+        return _sum_rows(grad.reshape(-1, grad.shape[-1])).reshape(target)  # the bias-gradient case
     summed = grad.sum(axis=axes, keepdims=True) if axes else grad
     return summed.reshape(target)
+
+
+def _sum_rows(matrix):
+    """Column sums of a C-contiguous (rows, C) matrix.
+
+    NumPy sums a narrow matrix along axis 0 slowly (one short row at a time); folding groups of rows
+    into one wide row first lets the reduction run over long contiguous rows, ~5x faster for conv
+    bias gradients such as (21632, 32).
+    """
+    rows, columns = matrix.shape
+    for fold in (64, 32, 16, 8, 4, 2):
+        if rows % fold == 0 and rows > fold and fold * columns <= 4096:
+            return matrix.reshape(rows // fold, fold * columns).sum(axis=0).reshape(fold, columns).sum(axis=0)
+    return matrix.sum(axis=0)
 
 
 @sum_to_like_op.def_gradient

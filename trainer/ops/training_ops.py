@@ -116,7 +116,8 @@ def _rmsprop_infer(*specs: Spec, rho, momentum, epsilon, centered) -> tuple:
     extra = int(bool(centered)) + int(momentum > 0)
     if len(specs) != 4 + extra:
         raise OpError(
-            f"op 'apply_rmsprop' with centered={centered}, momentum={momentum} takes {4 + extra} inputs, got {len(specs)}"
+            f"op 'apply_rmsprop' with centered={centered}, momentum={momentum} takes {4 + extra} inputs, "
+            f"got {len(specs)}"
         )
     reordered = (specs[0], specs[1], specs[2], *specs[4:], specs[3])
     return _update_infer("apply_rmsprop", 3 + extra)(*reordered)

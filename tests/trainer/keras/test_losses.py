@@ -313,7 +313,8 @@ def test_sparse_loss_with_one_hot_labels_says_to_use_categorical():
 def test_categorical_loss_with_integer_labels_says_to_use_sparse():
     with pytest.raises(
         ValueError,
-        match=r"^CategoricalCrossentropy: labels of shape \(4,\) do not match predictions of shape \(4, 3\).*use SparseCategoricalCrossentropy",
+        match=r"^CategoricalCrossentropy: labels of shape \(4,\) do not match predictions of shape \(4, 3\)"
+        r".*use SparseCategoricalCrossentropy",
     ):
         losses.CategoricalCrossentropy()(np.array([0, 1, 2, 1]), np.full((4, 3), 1 / 3))
     with pytest.raises(ValueError, match=r"^categorical_crossentropy: labels of shape \(4, 1\)"):

@@ -27,16 +27,56 @@ from .crossentropy import (
     categorical_crossentropy,
     sparse_categorical_crossentropy,
 )
-from .loss import EPSILON, Loss, LossFunctionWrapper, LossInputError, reduce_weighted_values, squeeze_or_expand_to_same_rank
-from .regression import MAE, MSE, Huber, MeanAbsoluteError, MeanSquaredError, huber, mae, mean_absolute_error, mean_squared_error, mse
+from .loss import (
+    EPSILON,
+    Loss,
+    LossFunctionWrapper,
+    LossInputError,
+    reduce_weighted_values,
+    squeeze_or_expand_to_same_rank,
+)
+from .regression import (
+    MAE,
+    MSE,
+    Huber,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    huber,
+    mae,
+    mean_absolute_error,
+    mean_squared_error,
+    mse,
+)
 
 bce = BCE = binary_crossentropy
 
 __all__ = [
-    "BCE", "EPSILON", "MAE", "MSE", "BinaryCrossentropy", "CategoricalCrossentropy", "Huber", "Loss", "LossFunctionWrapper",
-    "LossInputError", "MeanAbsoluteError", "MeanSquaredError", "SparseCategoricalCrossentropy", "bce",
-    "binary_crossentropy", "categorical_crossentropy", "deserialize", "get", "huber", "mae", "mean_absolute_error",
-    "mean_squared_error", "mse", "reduce_weighted_values", "serialize", "sparse_categorical_crossentropy",
+    "BCE",
+    "EPSILON",
+    "MAE",
+    "MSE",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "Huber",
+    "Loss",
+    "LossFunctionWrapper",
+    "LossInputError",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "SparseCategoricalCrossentropy",
+    "bce",
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "deserialize",
+    "get",
+    "huber",
+    "mae",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "mse",
+    "reduce_weighted_values",
+    "serialize",
+    "sparse_categorical_crossentropy",
     "squeeze_or_expand_to_same_rank",
 ]
 

@@ -56,10 +56,16 @@ def _check_label_range(y_true, depth, ignore_class, name):
             return
     low, high = int(array.min()), int(array.max())
     if low < 0 or high >= depth:
-        raise LossInputError(name, f"label values must lie in [0, {depth}) for predictions with {depth} classes, got values from {low} to {high}")
+        raise LossInputError(
+            name,
+            f"label values must lie in [0, {depth}) for predictions with {depth} classes, "
+            f"got values from {low} to {high}",
+        )
 
 
-def sparse_crossentropy_with_mask(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1, name="sparse_categorical_crossentropy"):
+def sparse_crossentropy_with_mask(
+    y_true, y_pred, from_logits=False, ignore_class=None, axis=-1, name="sparse_categorical_crossentropy"
+):
     """Per-sample sparse crossentropy, and the mask of labels that are not ``ignore_class`` (or None)."""
     y_pred = predictions(y_pred, name)
     y_true = labels(y_true, name)
@@ -67,7 +73,9 @@ def sparse_crossentropy_with_mask(y_true, y_pred, from_logits=False, ignore_clas
     if not pred_shape:
         raise LossInputError(name, f"predictions must have a class axis, got shape {format_shape(pred_shape)}")
     if axis not in (-1, len(pred_shape) - 1):
-        raise NotImplementedError(f"{name}: axis={axis} is not supported by emberflow; put the classes on the last axis (axis=-1)")
+        raise NotImplementedError(
+            f"{name}: axis={axis} is not supported by emberflow; put the classes on the last axis (axis=-1)"
+        )
     if len(true_shape) == len(pred_shape) and true_shape[-1] == 1:
         y_true, true_shape = array_ops.squeeze(y_true, -1), true_shape[:-1]
     if not compatible(true_shape, pred_shape[:-1]):
@@ -129,7 +137,9 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     y_true = labels(y_true, name, y_pred.dtype)
     pred_shape, true_shape = y_pred.shape.as_tuple(), y_true.shape.as_tuple()
     if not compatible(true_shape, pred_shape):
-        sparse = len(true_shape) == len(pred_shape) - 1 or (len(true_shape) == len(pred_shape) and true_shape[-1:] == (1,))
+        sparse = len(true_shape) == len(pred_shape) - 1 or (
+            len(true_shape) == len(pred_shape) and true_shape[-1:] == (1,)
+        )
         hint = " — use SparseCategoricalCrossentropy for integer class labels" if sparse else ""
         raise LossInputError(
             name,
@@ -139,7 +149,8 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     if pred_shape and pred_shape[axis] == 1:
         warnings.warn(
             f"In loss {name}, expected y_pred.shape to be (batch_size, num_classes) with num_classes > 1. Received: "
-            f"y_pred.shape={format_shape(pred_shape)}. Consider using 'binary_crossentropy' if you only have 2 classes.",
+            f"y_pred.shape={format_shape(pred_shape)}. "
+            "Consider using 'binary_crossentropy' if you only have 2 classes.",
             SyntaxWarning,
             stacklevel=2,
         )
@@ -177,7 +188,9 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
     else:
         p = array_ops.clip_by_value(y_pred, EPSILON, 1.0 - EPSILON)
         positive = math_ops.multiply(y_true, math_ops.log(math_ops.add(p, EPSILON)))
-        negative = math_ops.multiply(math_ops.subtract(1.0, y_true), math_ops.log(math_ops.add(math_ops.subtract(1.0, p), EPSILON)))
+        negative = math_ops.multiply(
+            math_ops.subtract(1.0, y_true), math_ops.log(math_ops.add(math_ops.subtract(1.0, p), EPSILON))
+        )
         losses = math_ops.negative(math_ops.add(positive, negative))
     return math_ops.reduce_mean(losses, axis)
 
@@ -201,15 +214,33 @@ class SparseCategoricalCrossentropy(LossFunctionWrapper):
 
     _cast_labels = False
 
-    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", axis=-1, name="sparse_categorical_crossentropy", dtype=None):
-        super().__init__(sparse_categorical_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, ignore_class=ignore_class, axis=axis)
+    def __init__(
+        self,
+        from_logits=False,
+        ignore_class=None,
+        reduction="sum_over_batch_size",
+        axis=-1,
+        name="sparse_categorical_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(
+            sparse_categorical_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=from_logits,
+            ignore_class=ignore_class,
+            axis=axis,
+        )
         self.from_logits = from_logits
         self.ignore_class = ignore_class
         self.axis = axis
 
     def _call_with_mask(self, y_true, y_pred):
         y_true, y_pred = squeeze_or_expand_to_same_rank(y_true, y_pred)
-        return sparse_crossentropy_with_mask(y_true, y_pred, self.from_logits, self.ignore_class, self.axis, type(self).__name__)
+        return sparse_crossentropy_with_mask(
+            y_true, y_pred, self.from_logits, self.ignore_class, self.axis, type(self).__name__
+        )
 
     def get_config(self):
         config = Loss.get_config(self)
@@ -234,8 +265,24 @@ class CategoricalCrossentropy(LossFunctionWrapper):
         >>> loss([[0, 1, 0]], [[0.05, 0.95, 0.0]])
     """
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
-        super().__init__(categorical_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+    def __init__(
+        self,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="categorical_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(
+            categorical_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=from_logits,
+            label_smoothing=label_smoothing,
+            axis=axis,
+        )
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
         self.axis = axis
@@ -263,8 +310,24 @@ class BinaryCrossentropy(LossFunctionWrapper):
         >>> loss([[0.0], [1.0]], [[-1.2], [2.5]])
     """
 
-    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None):
-        super().__init__(binary_crossentropy, name=name, reduction=reduction, dtype=dtype, from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+    def __init__(
+        self,
+        from_logits=False,
+        label_smoothing=0.0,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="binary_crossentropy",
+        dtype=None,
+    ):
+        super().__init__(
+            binary_crossentropy,
+            name=name,
+            reduction=reduction,
+            dtype=dtype,
+            from_logits=from_logits,
+            label_smoothing=label_smoothing,
+            axis=axis,
+        )
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
         self.axis = axis

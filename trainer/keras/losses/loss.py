@@ -25,7 +25,10 @@ class LossInputError(ValueError):
 def standardize_reduction(reduction):
     """Checks ``reduction`` against the values Keras 3 accepts and returns it."""
     if reduction not in REDUCTIONS:
-        raise ValueError(f"Invalid value for argument `reduction`. Expected one of {set(REDUCTIONS)}. Received: reduction={reduction}")
+        raise ValueError(
+            f"Invalid value for argument `reduction`. Expected one of {set(REDUCTIONS)}. "
+            f"Received: reduction={reduction}"
+        )
     return reduction
 
 
@@ -109,7 +112,9 @@ def reduce_weighted_values(values, sample_weight=None, mask=None, reduction="sum
         try:
             broadcast_shapes(values.shape.as_tuple(), sample_weight.shape.as_tuple())
         except OpError:
-            raise ValueError(f"sample_weight of shape {sample_weight.shape} does not broadcast to the losses of shape {values.shape}") from None
+            raise ValueError(
+                f"sample_weight of shape {sample_weight.shape} does not broadcast to the losses of shape {values.shape}"
+            ) from None
         values = math_ops.multiply(values, sample_weight)
     return reduce_values(values, sample_weight, reduction)
 
@@ -149,7 +154,9 @@ class Loss:
         y_pred = self._convert(y_pred, "predictions", cast=True)
         y_true = self._convert(y_true, "labels", cast=self._cast_labels)
         losses, mask = self._call_with_mask(y_true, y_pred)
-        return reduce_weighted_values(losses, sample_weight=sample_weight, mask=mask, reduction=self.reduction, dtype=self._dtype)
+        return reduce_weighted_values(
+            losses, sample_weight=sample_weight, mask=mask, reduction=self.reduction, dtype=self._dtype
+        )
 
     def _convert(self, value, what, cast):
         try:

@@ -20,7 +20,9 @@ def _regression_inputs(y_true, y_pred, name):
         broadcast_shapes(y_true.shape.as_tuple(), y_pred.shape.as_tuple())
     except OpError:
         raise LossInputError(
-            name, f"labels of shape {format_shape(y_true.shape.as_tuple())} do not match predictions of shape {format_shape(y_pred.shape.as_tuple())}"
+            name,
+            f"labels of shape {format_shape(y_true.shape.as_tuple())} do not match predictions of shape "
+            f"{format_shape(y_pred.shape.as_tuple())}",
         ) from None
     return y_true, y_pred
 

@@ -59,15 +59,44 @@ FUNCTIONS = {
         mean_absolute_error,
     )
 }
-FUNCTIONS.update({"mse": mean_squared_error, "MSE": mean_squared_error, "mae": mean_absolute_error, "MAE": mean_absolute_error})
+FUNCTIONS.update(
+    {"mse": mean_squared_error, "MSE": mean_squared_error, "mae": mean_absolute_error, "MAE": mean_absolute_error}
+)
 
 __all__ = [
-    "MAE", "MSE", "Accuracy", "BinaryAccuracy", "CategoricalAccuracy", "Mean", "MeanAbsoluteError",
-    "MeanMetricWrapper", "MeanSquaredError", "Metric", "Precision", "Recall", "SparseCategoricalAccuracy",
-    "SparseTopKCategoricalAccuracy", "Sum", "TopKCategoricalAccuracy", "accuracy", "binary_accuracy",
-    "categorical_accuracy", "deserialize", "get", "in_top_k", "mae", "mean_absolute_error", "mean_squared_error",
-    "mse", "reduce_to_samplewise_values", "resolve", "resolve_accuracy", "serialize", "sparse_categorical_accuracy",
-    "sparse_top_k_categorical_accuracy", "top_k_categorical_accuracy",
+    "MAE",
+    "MSE",
+    "Accuracy",
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "Mean",
+    "MeanAbsoluteError",
+    "MeanMetricWrapper",
+    "MeanSquaredError",
+    "Metric",
+    "Precision",
+    "Recall",
+    "SparseCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy",
+    "Sum",
+    "TopKCategoricalAccuracy",
+    "accuracy",
+    "binary_accuracy",
+    "categorical_accuracy",
+    "deserialize",
+    "get",
+    "in_top_k",
+    "mae",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "mse",
+    "reduce_to_samplewise_values",
+    "resolve",
+    "resolve_accuracy",
+    "serialize",
+    "sparse_categorical_accuracy",
+    "sparse_top_k_categorical_accuracy",
+    "top_k_categorical_accuracy",
 ]
 
 
@@ -93,7 +122,9 @@ def get(identifier) -> Metric | None:
         except UnknownObjectError as error:
             if identifier in FUNCTIONS:
                 return MeanMetricWrapper(FUNCTIONS[identifier], name=identifier)
-            raise ValueError(f"Could not interpret metric identifier: {identifier!r}. {error}; or one of {sorted(FUNCTIONS)}") from None
+            raise ValueError(
+                f"Could not interpret metric identifier: {identifier!r}. {error}; or one of {sorted(FUNCTIONS)}"
+            ) from None
     else:
         found = identifier
     if inspect.isclass(found) and issubclass(found, Metric):

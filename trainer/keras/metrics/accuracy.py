@@ -82,7 +82,9 @@ def top_k_categorical_accuracy(y_true, y_pred, k=5):
 def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5, from_sorted_ids=False):
     """1 where the integer label is among the ``k`` highest predictions."""
     if from_sorted_ids:
-        raise NotImplementedError("sparse_top_k_categorical_accuracy(from_sorted_ids=True) is not supported by emberflow")
+        raise NotImplementedError(
+            "sparse_top_k_categorical_accuracy(from_sorted_ids=True) is not supported by emberflow"
+        )
     return _top_k_matches(math_ops.cast(convert_to_tensor(y_true), dtypes.int32), y_pred, k)
 
 
@@ -231,7 +233,9 @@ class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
 
     def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None, from_sorted_ids=False):
         if from_sorted_ids:
-            raise NotImplementedError("SparseTopKCategoricalAccuracy(from_sorted_ids=True) is not supported by emberflow")
+            raise NotImplementedError(
+                "SparseTopKCategoricalAccuracy(from_sorted_ids=True) is not supported by emberflow"
+            )
         super().__init__(fn=sparse_top_k_categorical_accuracy, name=name, dtype=dtype, k=k)
         self.k = k
         self.from_sorted_ids = from_sorted_ids

@@ -51,7 +51,9 @@ def confusion_counts(y_true, y_pred, thresholds, top_k=None, class_id=None, samp
     y_pred = math_ops.cast(convert_to_tensor(y_pred), dtypes.float32)
     y_pred, y_true = squeeze_or_expand_to_same_rank(y_pred, y_true)
     if sample_weight is not None:
-        sample_weight = array_ops.expand_dims(math_ops.cast(convert_to_tensor(sample_weight, dtype_hint=dtypes.float32), dtypes.float32), -1)
+        sample_weight = array_ops.expand_dims(
+            math_ops.cast(convert_to_tensor(sample_weight, dtype_hint=dtypes.float32), dtypes.float32), -1
+        )
         _, sample_weight = squeeze_or_expand_to_same_rank(y_true, sample_weight, expand_rank_1=False)
     if top_k is not None:
         y_pred = array_ops.where(top_k_mask(y_pred, top_k), y_pred, array_ops.ones_like(y_pred) * NEG_INF)
@@ -99,7 +101,11 @@ class _ConfusionMetric(Metric):
         true_positives, false_positives, false_negatives = confusion_counts(
             y_true, y_pred, self.thresholds, self.top_k, self.class_id, sample_weight
         )
-        found = {"true_positives": true_positives, "false_positives": false_positives, "false_negatives": false_negatives}
+        found = {
+            "true_positives": true_positives,
+            "false_positives": false_positives,
+            "false_negatives": false_negatives,
+        }
         for count in self._counts:
             getattr(self, count).assign_add(math_ops.cast(found[count], self._variables[0].dtype))
 

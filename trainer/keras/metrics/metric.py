@@ -60,7 +60,12 @@ class Metric:
 
         dtype = dtypes.as_dtype(dtype if dtype is not None else self._dtype)
         with name_scope(self.name.replace("/", ">")):
-            variable = Variable(initializers.get(initializer or "zeros")(tuple(shape), dtype=dtype), trainable=False, name=name, dtype=dtype)
+            variable = Variable(
+                initializers.get(initializer or "zeros")(tuple(shape), dtype=dtype),
+                trainable=False,
+                name=name,
+                dtype=dtype,
+            )
         self._variables.append(variable)
         return variable
 

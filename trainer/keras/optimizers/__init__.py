@@ -13,7 +13,6 @@ from . import schedules
 from .adam import Adam
 from .adamw import AdamW
 from .base import Optimizer
-from .clipping import clip_by_global_norm, clip_by_norm, global_norm
 from .rmsprop import RMSprop
 from .sgd import SGD
 

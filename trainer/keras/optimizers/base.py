@@ -27,12 +27,6 @@ from trainer.variables import Variable, name_scope
 from . import schedules as schedules_module
 from .clipping import clip_by_global_norm, clip_by_norm
 
-_UNSUPPORTED = {
-    "use_ema": False,
-    "loss_scale_factor": None,
-    "gradient_accumulation_steps": None,
-}
-
 
 class Optimizer:
     """Base class of Keras optimizers; subclasses implement ``build`` (slots) and ``update_step``.
@@ -76,11 +70,14 @@ class Optimizer:
             warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=2)
         if kwargs:
             raise ValueError(f"Argument(s) not recognized: {kwargs}")
-        given = {"use_ema": use_ema, "loss_scale_factor": loss_scale_factor, "gradient_accumulation_steps": gradient_accumulation_steps}
-        for argument, default in _UNSUPPORTED.items():
-            if given[argument] != default:
+        unsupported = (("use_ema", use_ema, False), ("loss_scale_factor", loss_scale_factor, None))
+        for argument, value, default in (
+            *unsupported,
+            ("gradient_accumulation_steps", gradient_accumulation_steps, None),
+        ):
+            if value != default:
                 raise NotImplementedError(
-                    f"{type(self).__name__}({argument}={given[argument]!r}) is not supported by emberflow; "
+                    f"{type(self).__name__}({argument}={value!r}) is not supported by emberflow; "
                     f"leave {argument}={default!r}"
                 )
         if sum(value is not None for value in (clipnorm, clipvalue, global_clipnorm)) > 1:
@@ -111,7 +108,9 @@ class Optimizer:
             self._learning_rate = learning_rate
         else:
             with name_scope(self.name):
-                self._learning_rate = Variable(_as_float(learning_rate), name="learning_rate", dtype=dtypes.float32, trainable=False)
+                self._learning_rate = Variable(
+                    _as_float(learning_rate), name="learning_rate", dtype=dtypes.float32, trainable=False
+                )
             self._variables.append(self._learning_rate)
 
     # -- state -----------------------------------------------------------------------------------
@@ -137,7 +136,9 @@ class Optimizer:
     @learning_rate.setter
     def learning_rate(self, value):
         previous = self._learning_rate if isinstance(self._learning_rate, Variable) else None
-        if isinstance(value, schedules_module.LearningRateSchedule) or (callable(value) and not isinstance(value, Tensor)):
+        if isinstance(value, schedules_module.LearningRateSchedule) or (
+            callable(value) and not isinstance(value, Tensor)
+        ):
             self._learning_rate = value
             if previous is not None:
                 self._variables.remove(previous)
@@ -164,7 +165,9 @@ class Optimizer:
         """Creates a non-trainable optimizer variable under the optimizer's name and tracks it."""
         dtype = dtypes.as_dtype(dtype or dtypes.float32)
         with name_scope(self.name):
-            variable = Variable(initializers.get(initializer)(tuple(shape), dtype=dtype), trainable=False, name=name, dtype=dtype)
+            variable = Variable(
+                initializers.get(initializer)(tuple(shape), dtype=dtype), trainable=False, name=name, dtype=dtype
+            )
         self._variables.append(variable)
         return variable
 
@@ -176,7 +179,9 @@ class Optimizer:
             reference = reference_variable._value
             value = Tensor(backend.module_of(reference).zeros(reference.shape, dtype=reference.dtype))
         else:
-            value = initializers.get(initializer)(tuple(reference_variable.shape.as_list()), dtype=reference_variable.dtype)
+            value = initializers.get(initializer)(
+                tuple(reference_variable.shape.as_list()), dtype=reference_variable.dtype
+            )
         with name_scope(self.name):
             variable = Variable(value, trainable=False, name=f"{base}_{name or 'var'}")
         self._variables.append(variable)
@@ -243,7 +248,9 @@ class Optimizer:
             with GradientTape() as tape:
                 value = loss()
         elif tape is None:
-            raise ValueError("minimize: `tape` is required when `loss` is a tensor; pass a callable or the tape that recorded it")
+            raise ValueError(
+                "minimize: `tape` is required when `loss` is a tensor; pass a callable or the tape that recorded it"
+            )
         else:
             value = loss
         var_list = list(var_list() if callable(var_list) else var_list)
@@ -279,7 +286,8 @@ class Optimizer:
         grad = convert_to_tensor(grad)
         if grad.shape.as_tuple() != variable.shape.as_tuple() and None not in grad.shape.as_tuple():
             raise ValueError(
-                f"{type(self).__name__}: gradient of shape {grad.shape} for variable '{variable.name}' of shape {variable.shape}"
+                f"{type(self).__name__}: gradient of shape {grad.shape} for variable '{variable.name}' of shape "
+                f"{variable.shape}"
             )
         return math_ops.cast(grad, variable.dtype)
 
@@ -321,7 +329,9 @@ class Optimizer:
 
     def update_step(self, gradient, variable, learning_rate) -> None:
         """Updates one variable from its gradient; every optimizer implements it."""
-        raise NotImplementedError(f"{type(self).__name__} must implement update_step(gradient, variable, learning_rate)")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement update_step(gradient, variable, learning_rate)"
+        )
 
     # -- saving --------------------------------------------------------------------------------------
     def get_weights(self) -> list:
@@ -408,4 +418,3 @@ def _as_float(value) -> float:
             f"Received instead: learning_rate={value!r}"
         )
     return float(value)
-

@@ -30,7 +30,25 @@ class RMSprop(Optimizer):
         >>> model.compile(optimizer=tf.keras.optimizers.RMSprop(learning_rate=1e-3, rho=0.9), loss="mse")
     """
 
-    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None, gradient_accumulation_steps=None, name="rmsprop", **kwargs):
+    def __init__(
+        self,
+        learning_rate=0.001,
+        rho=0.9,
+        momentum=0.0,
+        epsilon=1e-7,
+        centered=False,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="rmsprop",
+        **kwargs,
+    ):
         super().__init__(
             learning_rate=learning_rate,
             weight_decay=weight_decay,
@@ -66,7 +84,12 @@ class RMSprop(Optimizer):
             slots.append(self._average_gradients[index])
         if self.momentum > 0:
             slots.append(self._momentums[index])
-        attrs = {"rho": float(self.rho), "momentum": float(self.momentum), "epsilon": float(self.epsilon), "centered": bool(self.centered)}
+        attrs = {
+            "rho": float(self.rho),
+            "momentum": float(self.momentum),
+            "epsilon": float(self.epsilon),
+            "centered": bool(self.centered),
+        }
         learning_rate = math_ops.cast(learning_rate, variable.dtype)
         execute(apply_rmsprop_op, (variable, self._velocities[index], gradient, learning_rate, *slots), attrs)
 
