@@ -348,6 +348,12 @@ def _(name, rng):
     return OpCase([rng.random(condition_shape) < 0.5, normal(rng, x_shape), normal(rng, y_shape)])
 
 
+@case("check_index_range")
+def _(name, rng):
+    indices = rng.integers(0, 4, size=shape(rng, int(rng.integers(0, 3)))).astype(np.int64)
+    return OpCase([indices], {"depth": 4, "ignore": None, "context": "labels"})
+
+
 @case("one_hot")
 def _(name, rng):
     indices = rng.integers(-1, 4, size=shape(rng, int(rng.integers(0, 3)))).astype(np.int32)

@@ -460,6 +460,19 @@ def range_op(xp, *, start, limit, delta, dtype):
     return xp.arange(start, limit, delta, dtype=dtype.as_numpy_dtype)
 
 
+@register("check_index_range", infer=lambda indices, *, depth, ignore, context: indices, differentiable=False, training_only=True)
+def check_index_range_op(xp, indices, *, depth, ignore, context):
+    """Passes ``indices`` through, failing when one lies outside [0, depth) (``ignore`` excepted).
+
+    It sits in the data path (its output feeds the consumer), so a traced step checks its labels on
+    every run just as eager code does, instead of silently selecting nothing for a bad label.
+    """
+    values = indices if ignore is None else indices[indices != ignore]
+    if values.size and (int(values.min()) < 0 or int(values.max()) >= depth):
+        raise ValueError(f"{context}: values must lie in [0, {depth}), got values from {int(values.min())} to {int(values.max())}")
+    return indices
+
+
 # -- the public functions -----------------------------------------------------------------------------
 
 

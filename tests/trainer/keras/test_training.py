@@ -145,3 +145,13 @@ def test_early_stopping_stops_and_restores_the_best_weights():
     stopper = tf.keras.callbacks.EarlyStopping(monitor="loss", patience=0, min_delta=10.0, restore_best_weights=True)
     history = model.fit(x, y, epochs=10, verbose=0, callbacks=[stopper])
     assert len(history.epoch) == 2 and model.stop_training
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_out_of_range_labels_fail_in_graph_and_eager_steps(eager):
+    x, y = _blobs(n=64)
+    y[3] = 3  # the model has 3 classes: 0, 1, 2
+    model = _classifier()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=eager)
+    with pytest.raises(ValueError, match=r"\[0, 3\).*from 0 to 3"):
+        model.fit(x, y, verbose=0)

@@ -13,6 +13,7 @@ import warnings
 
 from trainer import dtypes
 from trainer.keras.saving.registration import keras_serializable
+from trainer.ops.registry import execute
 from trainer.ops import array_ops, math_ops, nn_ops
 from trainer.tensor import convert_to_tensor
 
@@ -46,14 +47,19 @@ def labels(y_true, name, dtype=None):
 
 
 def _check_label_range(y_true, depth, ignore_class, name):
-    # An out-of-range label would silently select nothing (TensorFlow raises); check eager values.
+    """``y_true`` after a range check; TensorFlow raises for an out-of-range label, which would
+    otherwise silently select nothing. Eagerly the check runs now; traced, it becomes an op that runs
+    with every step."""
+    if depth is None:
+        return y_true
+    if y_true._value is None:
+        context = f"{name}: labels"
+        return execute(array_ops.check_index_range_op, (y_true,), {"depth": depth, "ignore": ignore_class, "context": context})
     array = y_true._value
-    if array is None or depth is None or array.size == 0:
-        return
     if ignore_class is not None:
         array = array[array != ignore_class]
-        if array.size == 0:
-            return
+    if array.size == 0:
+        return y_true
     low, high = int(array.min()), int(array.max())
     if low < 0 or high >= depth:
         raise LossInputError(
@@ -61,6 +67,7 @@ def _check_label_range(y_true, depth, ignore_class, name):
             f"label values must lie in [0, {depth}) for predictions with {depth} classes, "
             f"got values from {low} to {high}",
         )
+    return y_true
 
 
 def sparse_crossentropy_with_mask(
@@ -89,7 +96,7 @@ def sparse_crossentropy_with_mask(
     if not y_true.dtype.is_integer:
         y_true = math_ops.cast(y_true, dtypes.int32)
     depth = pred_shape[-1]
-    _check_label_range(y_true, depth, ignore_class, name)
+    y_true = _check_label_range(y_true, depth, ignore_class, name)
     valid = None
     if ignore_class is not None:
         valid = math_ops.not_equal(y_true, int(ignore_class))

@@ -82,20 +82,6 @@ def _flatten_targets(y, names, count):
     return flat
 
 
-def resolve_accuracy(name, y_true, y_pred, loss_function):
-    """Keras's reading of plain "accuracy": binary, sparse or categorical, from the loss and shapes."""
-    from trainer.keras import losses, metrics  # noqa: PLC0415
-
-    loss_type = type(loss_function).__name__ if loss_function is not None else ""
-    true_shape, pred_shape = y_true.shape.as_tuple(), y_pred.shape.as_tuple()
-    if "Binary" in loss_type or (pred_shape and pred_shape[-1] == 1):
-        return metrics.BinaryAccuracy(name=name)
-    sparse = isinstance(loss_function, losses.SparseCategoricalCrossentropy) or len(true_shape) < len(pred_shape) or (
-        true_shape and true_shape[-1] == 1 and pred_shape and pred_shape[-1] != 1
-    )
-    return metrics.SparseCategoricalAccuracy(name=name) if sparse else metrics.CategoricalAccuracy(name=name)
-
-
 class CompiledMetrics:
     """Per-output metric objects, created on the first batch (plain "accuracy" needs the shapes)."""
 
@@ -118,11 +104,7 @@ class CompiledMetrics:
                 for spec in nest.flatten(spec_list or []):
                     if spec is None:
                         continue
-                    if isinstance(spec, str) and spec in ("accuracy", "acc"):
-                        function = compiled_loss.functions[index] if compiled_loss.functions else None
-                        metric = resolve_accuracy(spec, flat_true[index], flat_pred[index], function)
-                    else:
-                        metric = metrics_module.get(spec)
+                    metric = metrics_module.resolve(spec, flat_true[index].shape, flat_pred[index].shape)
                     if len(flat_pred) > 1:
                         metric.name = f"{names[index]}_{metric.name}"
                     entries.append((metric, is_weighted))
