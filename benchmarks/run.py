@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--suite", choices=SUITES, action="append", help="suite to run (default: all)")
     parser.add_argument("--quick", action="store_true", help="one timed repeat, no accuracy runs")
-    parser.add_argument("--systems", default="emberflow,emberflow-eager,keras,pytorch", help="comma-separated systems")
+    parser.add_argument("--systems", default="emberflow,emberflow-eager,keras,pytorch,pytorch-dataloader", help="comma-separated systems")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="results folder")
     arguments = parser.parse_args(argv)
     systems = tuple(s.strip() for s in arguments.systems.split(",") if s.strip())
