@@ -7,6 +7,7 @@ Keras-style models under ``trainer.keras``.
 from trainer import config, math, nn, random  # noqa: F401
 from trainer.backend import device
 from trainer.graph import function
+from trainer.graph.control_flow import cond, while_loop
 from trainer.dtypes import (  # noqa: F401
     DType,
     as_dtype,

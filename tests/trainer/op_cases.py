@@ -479,3 +479,32 @@ def _(name, rng):
     if name == "max_pool2d_grad_grad":
         return OpCase([x, normal(rng, image)], attrs)
     return OpCase([x, normal(rng, (image[0], *out, image[3]))], attrs)
+
+
+# -- control flow: the subgraphs come from tracing tf.cond / tf.while_loop on the case's inputs ----------
+
+
+def _control_flow_node(function, *arrays):
+    """The one control-flow node of ``function`` traced on ``arrays`` (without autograph)."""
+    import trainer as tf  # noqa: PLC0415 - the cases module must not import the top-level package first
+
+    graph = tf.function(function, autograph=False).get_concrete_function(*[tf.constant(a) for a in arrays]).graph
+    return next(node for node in graph.nodes if node.op.name in ("cond", "while"))
+
+
+@case("cond")
+def _(name, rng):
+    import trainer as tf  # noqa: PLC0415
+
+    pred, x = np.array(rng.random() < 0.5), normal(rng, shape(rng))
+    node = _control_flow_node(lambda p, v: tf.cond(p, lambda: tf.sin(v) * v, lambda: tf.exp(v)), pred, x)
+    return OpCase([pred, x], dict(node.attrs))
+
+
+@case("while")
+def _(name, rng):
+    import trainer as tf  # noqa: PLC0415
+
+    x = normal(rng, shape(rng))
+    node = _control_flow_node(lambda v: tf.while_loop(lambda v: tf.reduce_sum(v * v) < 100.0, lambda v: v * 2.0, [v]), x)
+    return OpCase([x], dict(node.attrs), gradient_unsupported="a traced while loop has no gradient")

@@ -136,10 +136,23 @@ class Graph:
 
     # -- reading -----------------------------------------------------------------------------------
     def __str__(self) -> str:
+        return "\n".join(self._text_lines(""))
+
+    def _header(self) -> str:
         header = ", ".join(f"{v.ref}: {v.type_text}" for v in self.inputs)
-        lines = [f"graph {self.name}({header}) -> ({', '.join(v.ref for v in self.outputs)})".replace("graph (", "graph(")]
-        lines.extend(f"  {node}" for node in self.nodes)
-        return "\n".join(lines)
+        return f"graph {self.name}({header}) -> ({', '.join(v.ref for v in self.outputs)})".replace("graph (", "graph(")
+
+    def _text_lines(self, indent: str) -> list[str]:
+        """One line per node; a node's subgraphs (tf.cond branches, loop bodies) follow it, indented."""
+        lines = [indent + self._header()]
+        for node in self.nodes:
+            lines.append(f"{indent}  {node}")
+            for key, value in node.attrs.items():
+                if isinstance(value, Graph):
+                    nested = value._text_lines(indent + "    ")
+                    nested[0] = f"{indent}    {key}: {nested[0].lstrip()}"
+                    lines.extend(nested)
+        return lines
 
     def consumers(self) -> dict[int, list[Node]]:
         """Value id -> the nodes that read it."""
@@ -178,13 +191,19 @@ class Graph:
                 if value.id in defined:
                     self._fail(position, f"value {value.ref} is defined twice")
                 defined.add(value.id)
+            for key, value in node.attrs.items():
+                if isinstance(value, Graph):
+                    try:
+                        value.check()
+                    except GraphError as error:
+                        self._fail(position, f"subgraph {key}: {error}")
         for value in self.outputs:
             if value.id not in defined:
                 raise GraphError(f"graph output {value.ref} is not defined\n{self}")
         return self
 
     def _fail(self, position: int, message: str):
-        lines = str(self).splitlines()
+        lines = [self._header()] + [f"  {node}" for node in self.nodes]  # one line per node, subgraphs left out
         start, stop = max(1, position - 2), min(len(lines), position + 4)
         context = "\n".join(("> " if i == position + 1 else "  ") + lines[i] for i in range(start, stop))
         raise GraphError(f"node {position} ({self.nodes[position].op.name}): {message}\n{lines[0]}\n{context}")
