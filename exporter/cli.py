@@ -4,15 +4,38 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_VERIFY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emberflow", description="Train Keras-style models and ship them.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="train the MNIST MLP on bundled real data and report its accuracy")
-    demo.add_argument("--out", default="out/demo", help="folder for report.json and artifacts (default: out/demo)")
+
+    demo = commands.add_parser("demo", help="train the MNIST MLP on bundled real data, export and verify it")
+    demo.add_argument("--out", default="out/demo", help="folder for report.json and the exported files (default: out/demo)")
     demo.add_argument("--epochs", type=int, default=5, help="training epochs (default: 5, as in the chapter)")
     demo.add_argument("--source", choices=("auto", "idx", "subset"), default="subset", help="MNIST source (default: the bundled 5,000-image subset)")
+
+    export = commands.add_parser("export", help="export a saved model to a lite (TFLite-schema) or ONNX file")
+    export.add_argument("model", help="a saved model file (model.save('m.ember'))")
+    export.add_argument("-o", "--output", required=True, help="the file to write (.lite or .onnx)")
+    export.add_argument("--format", choices=("lite", "onnx", "web"), help="default: from the output's extension")
+    export.add_argument("--quantize", choices=("none", "dynamic", "int8", "float16"), default="none")
+    export.add_argument("--calibration", help="a .npy file of sample inputs (verification inputs; calibration for int8)")
+    export.add_argument("--check", action="store_true", help="only list what cannot be exported; write nothing")
+    export.add_argument("--no-verify", action="store_true", help="skip comparing the file with the model")
+
+    verify = commands.add_parser("verify", help="compare exported files with the model they came from")
+    verify.add_argument("model", help="the saved model file")
+    verify.add_argument("files", nargs="+", help="exported .lite/.tflite/.onnx files")
+    verify.add_argument("--inputs", help="a .npy file of inputs (default: random data of the model's input shape)")
+    verify.add_argument("--labels", help="a .npy file of integer labels, to report accuracy")
     return parser
 
 
@@ -22,15 +45,123 @@ def main(argv=None) -> int:
         arguments = parser.parse_args(argv)
     except SystemExit as exit_request:  # argparse exits 2 on bad usage, 0 on --help
         return int(exit_request.code or 0)
-    if arguments.command == "demo":
-        from exporter.demo import run_demo  # noqa: PLC0415 - keeps `emberflow --help` instant
+    try:
+        if arguments.command == "demo":
+            from exporter.demo import run_demo  # noqa: PLC0415 - keeps `emberflow --help` instant
 
-        try:
-            run_demo(arguments.out, epochs=arguments.epochs, source=arguments.source)
-        except (OSError, ValueError) as error:
-            print(f"emberflow demo: {error}", file=sys.stderr)
-            return 2
-    return 0
+            report = run_demo(arguments.out, epochs=arguments.epochs, source=arguments.source)
+            return EXIT_OK if all(row["passed"] for row in report.get("exports", [])) else EXIT_VERIFY_FAILED
+        if arguments.command == "export":
+            return _export(arguments)
+        if arguments.command == "verify":
+            return _verify(arguments)
+    except UsageError as error:
+        print(f"emberflow {arguments.command}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OSError, ValueError, TypeError, NotImplementedError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"emberflow {arguments.command}: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _progress(step: int, total: int, text: str) -> None:
+    print(f"[{step}/{total}] {text}", flush=True)
+
+
+def _load_model(path: str):
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no such file")
+    from trainer.keras.models import load_model  # noqa: PLC0415
+
+    return load_model(path, compile=False)
+
+
+def _load_array(path: str | None, what: str):
+    if path is None:
+        return None
+    import numpy as np  # noqa: PLC0415
+
+    if not Path(path).is_file():
+        raise UsageError(f"{path}: no such {what} file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise UsageError(f"{path}: not a .npy array ({error})") from None
+
+
+def _sample_inputs(model, given):
+    """The inputs verification runs on: the given array (checked against the model) or random data."""
+    import numpy as np  # noqa: PLC0415
+
+    from exporter.source import model_input_signature  # noqa: PLC0415
+
+    spec = model_input_signature(model)[0]
+    expected = spec.shape.as_list()[1:]
+    if given is not None:
+        if list(given.shape[1:]) != expected:
+            raise UsageError(f"inputs have shape {given.shape}, but the model takes (batch, {', '.join(map(str, expected))})")
+        return given.astype(np.float32)
+    return np.random.default_rng(0).random([8] + expected, dtype=np.float32)
+
+
+def _export(arguments) -> int:
+    output = Path(arguments.output)
+    kind = arguments.format or {".lite": "lite", ".tflite": "lite", ".onnx": "onnx"}.get(output.suffix.lower())
+    if kind is None:
+        raise UsageError(f"cannot tell the format from {output.name!r}: pass --format lite|onnx")
+    if kind == "web":
+        raise UsageError("--format web is not available yet in this version of emberflow; use lite or onnx")
+    if arguments.quantize != "none":
+        raise UsageError(f"--quantize {arguments.quantize} is not available yet in this version of emberflow; use --quantize none")
+    total = 2 if arguments.no_verify else 3
+    _progress(1, total, f"loading {arguments.model}")
+    model = _load_model(arguments.model)
+    calibration = _load_array(arguments.calibration, "calibration")
+    from exporter import check  # noqa: PLC0415
+
+    problems = check(model, targets=(kind,))
+    if problems:
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        raise UsageError(f"{len(problems)} op(s) cannot be exported to {kind}; nothing was written")
+    if arguments.check:
+        print(f"every op of '{model.name}' can be exported to {kind}")
+        return EXIT_OK
+    _progress(2, total, f"writing {output} ({kind})")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "lite":
+        from exporter.lite import to_lite  # noqa: PLC0415
+
+        to_lite(model, output)
+    else:
+        from exporter.onnx import to_onnx  # noqa: PLC0415
+
+        to_onnx(model, output)
+    print(f"      {output.stat().st_size:,} bytes")
+    if arguments.no_verify:
+        return EXIT_OK
+    _progress(3, total, "verifying against the model")
+    return _print_verification(model, [output], _sample_inputs(model, calibration), None)
+
+
+def _verify(arguments) -> int:
+    model = _load_model(arguments.model)
+    inputs = _sample_inputs(model, _load_array(arguments.inputs, "inputs"))
+    labels = _load_array(arguments.labels, "labels")
+    for path in arguments.files:
+        if not Path(path).is_file():
+            raise UsageError(f"{path}: no such file")
+    return _print_verification(model, arguments.files, inputs, labels)
+
+
+def _print_verification(model, files, inputs, labels) -> int:
+    from exporter.verify import format_table, verify_file  # noqa: PLC0415
+
+    reference = model.predict(inputs, verbose=0)
+    rows = [verify_file(reference, path, inputs, labels) for path in files]
+    print(format_table(rows))
+    return EXIT_OK if all(row.passed for row in rows) else EXIT_VERIFY_FAILED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""Verification: run the model and each exported file on the same inputs and compare the outputs.
+
+Lite files run in real LiteRT (``ai-edge-litert``) and ONNX files in onnxruntime; both are imported
+only here and only when a file of that kind is verified.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from exporter.errors import ExportError
+
+FLOAT_TOLERANCE = 1e-4  # relative: what a float32 export may differ by before verification fails
+
+
+@dataclass
+class Verification:
+    """One exported file compared with the model it came from."""
+
+    format: str
+    path: str
+    bytes: int
+    max_abs_diff: float | None
+    mean_abs_diff: float | None
+    top1_agreement: float | None
+    accuracy: float | None
+    passed: bool
+    note: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def file_format(path) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix in (".lite", ".tflite"):
+        return "lite"
+    if suffix == ".onnx":
+        return "onnx"
+    raise ExportError(f"{path}: unknown exported file type {suffix!r} (expected .lite, .tflite or .onnx)")
+
+
+def run_file(path, inputs: np.ndarray) -> np.ndarray:
+    """The first output of an exported file on ``inputs`` (a batch), run by the ecosystem's own runtime."""
+    kind = file_format(path)
+    if kind == "onnx":
+        try:
+            import onnxruntime  # noqa: PLC0415 - optional, for verification only
+        except ImportError as error:
+            raise ExportError("verifying ONNX files needs onnxruntime: pip install 'emberflow[onnx]'") from error
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return session.run(None, {name: inputs.astype(np.float32)})[0]
+    try:
+        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - optional, for verification only
+    except ImportError as error:
+        raise ExportError("verifying lite files needs LiteRT: pip install ai-edge-litert") from error
+    interpreter = Interpreter(model_path=str(path))
+    detail = interpreter.get_input_details()[0]
+    if tuple(detail["shape"]) != inputs.shape:
+        interpreter.resize_tensor_input(detail["index"], inputs.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], inputs.astype(detail["dtype"]))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def verify_file(reference: np.ndarray, path, inputs: np.ndarray, labels=None, tolerance: float = FLOAT_TOLERANCE) -> Verification:
+    """Compares ``path``'s outputs with the model's ``reference`` outputs on the same ``inputs``."""
+    kind = file_format(path)
+    size = os.path.getsize(path)
+    try:
+        outputs = run_file(path, inputs).astype(np.float64)
+    except ExportError as error:
+        return Verification(kind, str(path), size, None, None, None, None, False, str(error))
+    reference = reference.astype(np.float64)
+    if outputs.shape != reference.shape:
+        return Verification(kind, str(path), size, None, None, None, None, False, f"output shape {outputs.shape} differs from the model's {reference.shape}")
+    difference = np.abs(outputs - reference)
+    scale = max(float(np.abs(reference).max()), 1e-12)
+    agreement = float((outputs.argmax(-1) == reference.argmax(-1)).mean()) if reference.ndim > 1 else None
+    accuracy = float((outputs.argmax(-1) == np.asarray(labels).reshape(-1)).mean()) if labels is not None and reference.ndim > 1 else None
+    passed = float(difference.max()) <= tolerance * scale
+    return Verification(kind, str(path), size, float(difference.max()), float(difference.mean()), agreement, accuracy, passed)
+
+
+def format_table(rows: list[Verification]) -> str:
+    """The verification table the CLI prints."""
+    header = f"{'format':<8} {'bytes':>10} {'max abs diff':>13} {'mean abs diff':>14} {'top-1 agree':>12} {'accuracy':>9}  result"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        def number(value, digits=3):
+            return "—" if value is None else (f"{value:.2e}" if digits == "e" else f"{value:.{digits}f}")
+
+        result = "ok" if row.passed else f"FAILED {row.note}".rstrip()
+        lines.append(
+            f"{row.format:<8} {row.bytes:>10,} {number(row.max_abs_diff, 'e'):>13} {number(row.mean_abs_diff, 'e'):>14} "
+            f"{number(row.top1_agreement):>12} {number(row.accuracy):>9}  {result}"
+        )
+    return "\n".join(lines)
