@@ -508,3 +508,39 @@ def _(name, rng):
     x = normal(rng, shape(rng))
     node = _control_flow_node(lambda v: tf.while_loop(lambda v: tf.reduce_sum(v * v) < 100.0, lambda v: v * 2.0, [v]), x)
     return OpCase([x], dict(node.attrs), gradient_unsupported="a traced while loop has no gradient")
+
+
+# -- fused ops (trainer/ops/fused_ops.py) ----------------------------------------------------------------------
+# Smooth activations only: a relu kink within the finite-difference step would spoil the comparison. The
+# fused relu and relu6 are checked against the unfused ops in tests/trainer/graph/test_passes.py.
+_SMOOTH_ACTIVATIONS = ("none", "tanh", "sigmoid")
+
+
+def _optional_bias(rng, channels) -> list:
+    return [normal(rng, (channels,))] if rng.random() < 0.7 else []
+
+
+@case("fused_matmul")
+def _(name, rng):
+    batch, inner, units = shape(rng, 3)
+    transpose_b = bool(rng.random() < 0.5)
+    weights = normal(rng, (units, inner) if transpose_b else (inner, units))
+    attrs = {"activation": str(rng.choice(_SMOOTH_ACTIVATIONS)), "transpose_b": transpose_b}
+    return OpCase([normal(rng, (batch, inner)), weights, *_optional_bias(rng, units)], attrs)
+
+
+@case("fused_conv2d", "fused_depthwise_conv2d")
+def _(name, rng):
+    image, kernel, strides, dilations, padding, _ = _window_case(rng)
+    last = int(rng.integers(1, 4))  # output channels, or the depthwise channel multiplier
+    channels = image[3] * last if name == "fused_depthwise_conv2d" else last
+    attrs = {"activation": str(rng.choice(_SMOOTH_ACTIVATIONS)), "strides": strides, "padding": padding, "dilations": dilations}
+    return OpCase([normal(rng, image), normal(rng, kernel + (image[3], last)), *_optional_bias(rng, channels)], attrs)
+
+
+@case("batch_norm_inference")
+def _(name, rng):
+    dims = shape(rng, int(rng.integers(1, 5)))
+    channels = dims[-1:]
+    statistics = [normal(rng, channels), positive(rng, channels), normal(rng, channels), normal(rng, channels)]
+    return OpCase([normal(rng, dims), *statistics], {"epsilon": 1e-3})

@@ -20,6 +20,10 @@ SEEDS = range(5)
 # Each must then have an entry for every registered op that is not declared training_only.
 LOWERING_TABLES: dict[str, dict] = {}
 
+from exporter.onnx.lower import LOWERINGS as ONNX_LOWERINGS  # noqa: E402 - imports no onnx, only the table
+
+LOWERING_TABLES["onnx"] = ONNX_LOWERINGS
+
 
 def test_every_op_has_a_gradient_or_declares_why_not():
     offenders = sorted(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from trainer.keras import constraints, initializers, regularizers
 from trainer.keras.layers.base import InputSpec, Layer
 from trainer.keras.saving.registration import keras_serializable
-from trainer.ops import array_ops, math_ops
+from trainer.ops import array_ops, fused_ops, math_ops
 from trainer.shapes import TensorShape
 
 
@@ -160,6 +160,8 @@ class BatchNormalization(Layer):
             self._update_moving(self.moving_variance, variance)
         else:
             mean, variance = self._broadcast(self.moving_mean), self._broadcast(self.moving_variance)
+            # One op with the same numbers, which the graph optimizer folds into a preceding conv or matmul.
+            return fused_ops.batch_normalization(inputs, mean, variance, beta, gamma, self.epsilon)
         return _normalize(inputs, mean, variance, gamma, beta, self.epsilon)
 
     def _update_moving(self, moving, batch_value):

@@ -1,0 +1,74 @@
+"""The graph optimizer: passes over the IR, each in its own module, and ``optimize`` to run them.
+
+A pass takes a ``Graph`` and returns a new one (the given graph is left as it is, since it usually
+belongs to a ``ConcreteFunction`` that still runs it) and a ``PassReport`` of what it changed::
+
+    graph, reports = optimize(concrete.graph)
+    print("\\n".join(map(str, reports)))
+
+``optimize`` runs ``graph.check()`` (the IR verifier) after every pass, so a pass that breaks the
+graph is named at once. Passes see the top-level graph only; subgraphs (``cond`` branches, loop
+bodies) are kept as they are.
+"""
+
+from __future__ import annotations
+
+from trainer.graph.ir import Graph, GraphError
+from trainer.graph.passes.batch_norm_folding import fold_batch_norms
+from trainer.graph.passes.common_subexpressions import eliminate_common_subexpressions
+from trainer.graph.passes.constant_folding import fold_constants
+from trainer.graph.passes.dead_nodes import eliminate_dead_nodes
+from trainer.graph.passes.fusion import fuse
+from trainer.graph.passes.rewrite import PassReport, copy_graph
+from trainer.graph.passes.schedule import peak_live_bytes, schedule_for_memory
+from trainer.graph.passes.simplify import simplify
+
+# Folding first makes constants that simplification recognizes (``x * ones``); simplification
+# removes identities, which lets repeated expressions meet; batch norms fold into plain ops, which
+# fusion then fuses with their activations; scheduling goes last, over the final nodes.
+DEFAULT_PASSES = (
+    eliminate_dead_nodes,
+    fold_constants,
+    simplify,
+    eliminate_common_subexpressions,
+    fold_batch_norms,
+    fuse,
+    eliminate_dead_nodes,
+    schedule_for_memory,
+)
+
+
+def optimize(graph: Graph, passes=DEFAULT_PASSES, for_inference: bool = True) -> tuple[Graph, list[PassReport]]:
+    """Runs ``passes`` in order, verifying the graph after each; returns the new graph and the reports.
+
+    ``for_inference=False`` skips the passes marked inference-only (batch-norm folding, which turns
+    variables into constants), so the result still trains its variables.
+    """
+    graph.check()
+    reports = []
+    for graph_pass in passes:
+        if getattr(graph_pass, "inference_only", False) and not for_inference:
+            continue
+        graph, report = graph_pass(graph)
+        try:
+            graph.check()
+        except GraphError as error:
+            raise GraphError(f"the '{report.name}' pass left an invalid graph: {error}") from error
+        reports.append(report)
+    return graph, reports
+
+
+__all__ = [
+    "DEFAULT_PASSES",
+    "PassReport",
+    "copy_graph",
+    "eliminate_common_subexpressions",
+    "eliminate_dead_nodes",
+    "fold_batch_norms",
+    "fold_constants",
+    "fuse",
+    "optimize",
+    "peak_live_bytes",
+    "schedule_for_memory",
+    "simplify",
+]
