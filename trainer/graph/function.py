@@ -35,6 +35,8 @@ class ConcreteFunction:
         self._outputs_structure = outputs_structure
         self.name = name
         self._executable = None
+        self._optimized = None
+        self.pass_reports = []
 
     @property
     def structured_outputs(self):
@@ -49,9 +51,18 @@ class ConcreteFunction:
         return nest.map_structure(lambda v: TensorShape(v.shape), self._outputs_structure)
 
     @property
+    def optimized_graph(self) -> Graph:
+        """What actually runs: the traced graph after the training-safe passes (no BN folding)."""
+        if self._optimized is None:
+            from trainer.graph.passes import optimize  # noqa: PLC0415 - passes import the op tables
+
+            self._optimized, self.pass_reports = optimize(self.graph, for_inference=False)
+        return self._optimized
+
+    @property
     def executable(self) -> Executable:
         if self._executable is None:
-            self._executable = Executable(self.graph)
+            self._executable = Executable(self.optimized_graph)
         return self._executable
 
     def __call__(self, *args):
