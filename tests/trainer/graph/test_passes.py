@@ -464,3 +464,34 @@ def test_batch_norm_inference_matches_its_composition():
     fused = lambda x, m, v, g, b: fused_ops.batch_normalization(x, m, v, b, g, 1e-3)
     unfused = lambda x, m, v, g, b: (x - m) * (tf.math.rsqrt(v + 1e-3) * g) + b
     assert_same_values_and_gradients(fused, unfused, arrays)
+
+
+def test_fusion_applies_in_training_graphs_but_never_across_a_variable_write():
+    from trainer.graph.passes import optimize  # noqa: PLC0415
+
+    kernel = tf.Variable(np.ones((3, 2), np.float32))
+    bias = tf.Variable(np.zeros(2, np.float32))
+
+    def step(x):
+        y = tf.nn.relu(tf.matmul(x, kernel) + bias)
+        kernel.assign_sub(tf.ones((3, 2)) * 0.1)  # the update runs after the forward pass
+        return y
+
+    graph = tf.function(step).get_concrete_function(tf.TensorSpec([None, 3])).graph
+    fused, _ = optimize(graph, for_inference=False)
+    assert "fused_matmul" in [node.op.name for node in fused.nodes]
+
+    def interleaved(x):
+        product = tf.matmul(x, kernel)
+        kernel.assign_sub(tf.ones((3, 2)) * 0.1)  # a write between the matmul and its bias add
+        return tf.nn.relu(product + bias)
+
+    graph = tf.function(interleaved).get_concrete_function(tf.TensorSpec([None, 3])).graph
+    kept, _ = optimize(graph, for_inference=False)
+    assert "fused_matmul" not in [node.op.name for node in kept.nodes]
+    inputs = np.ones((2, 3), np.float32)
+    kernel.assign(np.ones((3, 2), np.float32))
+    expected = np.maximum(inputs @ np.ones((3, 2)), 0)
+    from trainer.graph import Executable  # noqa: PLC0415
+
+    np.testing.assert_allclose(Executable(kept).run(inputs)[0], expected, rtol=1e-6)

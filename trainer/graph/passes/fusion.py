@@ -15,7 +15,6 @@ from trainer.graph.passes.rewrite import (
     remove_unused,
     replace_uses,
     sole_consumer,
-    state_dependent,
 )
 from trainer.ops import fused_ops
 from trainer.ops.registry import OpDef
@@ -86,18 +85,21 @@ def fuse(graph: Graph) -> tuple[Graph, PassReport]:
 
     Safe because the fused kernels compute exactly the chain they replace (the primitive kernel, then
     the bias add and the activation in place). Only chains whose intermediate values have no other
-    reader and are not graph outputs are fused, so no value anyone reads disappears. Nodes reading a
-    variable that a stateful node writes are left alone (the fused node reads later than they did).
+    reader and are not graph outputs are fused, so no value anyone reads disappears. The fused node
+    runs where the chain's last node ran, so its inputs (variables, or views of them) are read later
+    than the chain's first node read them: a chain with a stateful node (a variable write) between
+    its first and last node is left alone. Training graphs update their variables after the forward
+    and backward passes, so their layer chains fuse too.
     """
     graph = copy_graph(graph)
     report = PassReport("fusion")
-    dependent = state_dependent(graph)
+    crosses_a_write = _write_crossing(graph)
     # Computed once: a fusion rewires only the readers of its chain's last value, and the chains
     # are disjoint, so no later chain looks those readers up.
     consumers = graph.consumers()
     fused = []
     for node in list(graph.nodes):
-        chain = _chain_from(graph, node, consumers, dependent)
+        chain = _chain_from(graph, node, consumers, crosses_a_write)
         if chain is None:
             continue
         linear, bias, activation, absorbed = chain
@@ -113,23 +115,32 @@ def fuse(graph: Graph) -> tuple[Graph, PassReport]:
     return graph, report
 
 
-def _chain_from(graph: Graph, node: Node, consumers: dict, dependent: set):
+def _write_crossing(graph: Graph):
+    """A test telling whether a stateful node runs strictly between two nodes of ``graph``."""
+    position = {id(node): index for index, node in enumerate(graph.nodes)}
+    writes = [index for index, node in enumerate(graph.nodes) if node.op.stateful]
+    return lambda first, last: any(position[id(first)] < index < position[id(last)] for index in writes)
+
+
+def _chain_from(graph: Graph, node: Node, consumers: dict, crosses_a_write):
     """(linear, bias, activation, absorbed nodes) for the chain starting at ``node``, or ``None``."""
     linear = as_linear(node)
-    if linear is None or linear.attrs["activation"] != "none" or any(v.id in dependent for v in node.inputs):
+    if linear is None or linear.attrs["activation"] != "none":
         return None
     absorbed, bias, activation = [node], linear.bias, "none"
     following = sole_consumer(graph, node.outputs[0], consumers)
     if bias is None and following is not None and following.op.name == "add":
         candidate = bias_operand(following, node.outputs[0])
-        if candidate is not None and candidate.id not in dependent:
+        if candidate is not None:
             bias = candidate
             absorbed.append(following)
             following = sole_consumer(graph, following.outputs[0], consumers)
     if following is not None and following.op.name in _ACTIVATION_OPS:
         activation = following.op.name
         absorbed.append(following)
-    return None if len(absorbed) == 1 else (linear, bias, activation, absorbed)
+    if len(absorbed) == 1 or crosses_a_write(absorbed[0], absorbed[-1]):
+        return None
+    return linear, bias, activation, absorbed
 
 
 def _describe_fusion(absorbed: list, replacement: Node) -> str:
