@@ -50,7 +50,7 @@ def main(argv=None) -> int:
             from exporter.demo import run_demo  # noqa: PLC0415 - keeps `emberflow --help` instant
 
             report = run_demo(arguments.out, epochs=arguments.epochs, source=arguments.source)
-            return EXIT_OK if all(row["passed"] for row in report.get("exports", [])) else EXIT_VERIFY_FAILED
+            return EXIT_OK if all(row["passed"] for row in report["exports"]) else EXIT_VERIFY_FAILED
         if arguments.command == "export":
             return _export(arguments)
         if arguments.command == "verify":

@@ -1,19 +1,83 @@
-"""The ``emberflow`` command line: the demo runs end to end; bad usage exits 2 with one clear line."""
+"""The ``emberflow`` command line: demo, export, verify; bad input exits 2 with one clear line."""
 
 import json
 
+import numpy as np
+import pytest
+
+import trainer as tf
 from exporter.cli import main
 
 
-def test_demo_trains_and_writes_a_report(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    model = tf.keras.Sequential([tf.keras.layers.Flatten(input_shape=(28, 28)), tf.keras.layers.Dense(16, activation="relu"), tf.keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    model.fit(rng.random((64, 28, 28), dtype=np.float32), rng.integers(0, 10, 64), verbose=0)
+    path = tmp_path_factory.mktemp("models") / "mlp.ember"
+    model.save(str(path))
+    return path
+
+
+def test_demo_trains_exports_verifies_and_writes_a_report(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--epochs", "1"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["test_images"] == 1000 and report["epochs"] == 1
-    assert 0.5 < report["test_accuracy"] <= 1.0
+    assert report["test_images"] == 1000 and report["epochs"] == 1 and 0.5 < report["test_accuracy"] <= 1.0
+    assert [row["format"] for row in report["exports"]] == ["lite", "onnx"]
+    for row in report["exports"]:
+        assert row["passed"] and row["max_abs_diff"] < 1e-5 and row["top1_agreement"] == 1.0
+        assert row["bytes"] == (tmp_path / row["path"].split("/")[-1]).stat().st_size
     out = capsys.readouterr().out
-    assert "Total params: 101,770" in out and "Test accuracy" in out
+    assert "Total params: 101,770" in out and "Test accuracy" in out and "max abs diff" in out
 
 
-def test_bad_usage_exits_with_code_2(capsys):
-    assert main(["no-such-command"]) == 2
-    assert "invalid choice" in capsys.readouterr().err
+@pytest.mark.parametrize("suffix", [".lite", ".onnx"])
+def test_export_writes_and_verifies(saved_model, tmp_path, capsys, suffix):
+    output = tmp_path / f"model{suffix}"
+    assert main(["export", str(saved_model), "-o", str(output)]) == 0
+    assert output.stat().st_size > 0
+    text = capsys.readouterr().out
+    assert "[3/3] verifying" in text and " ok" in text
+
+
+def test_verify_compares_several_files_and_reports_accuracy(saved_model, tmp_path, capsys):
+    lite, onnx_file = tmp_path / "m.lite", tmp_path / "m.onnx"
+    assert main(["export", str(saved_model), "-o", str(lite), "--no-verify"]) == 0
+    assert main(["export", str(saved_model), "-o", str(onnx_file), "--no-verify"]) == 0
+    inputs, labels = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(inputs, np.random.default_rng(1).random((20, 28, 28), dtype=np.float32))
+    np.save(labels, np.arange(20) % 10)
+    capsys.readouterr()
+    assert main(["verify", str(saved_model), str(lite), str(onnx_file), "--inputs", str(inputs), "--labels", str(labels)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("lite") for line in lines) and any(line.startswith("onnx") for line in lines)
+
+
+def test_export_check_writes_nothing(saved_model, tmp_path, capsys):
+    output = tmp_path / "model.lite"
+    assert main(["export", str(saved_model), "-o", str(output), "--check"]) == 0
+    assert not output.exists() and "can be exported" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["no-such-command"], "invalid choice"),
+        (["export", "missing.ember", "-o", "x.lite"], "no such file"),
+        (["export", "{model}", "-o", "x.bin"], "cannot tell the format"),
+        (["export", "{model}", "-o", "x.lite", "--quantize", "int8"], "not available yet"),
+        (["export", "{model}", "-o", "x.lite", "--calibration", "{bad_calibration}"], "inputs have shape"),
+        (["export", "{not_a_model}", "-o", "x.lite"], "not an emberflow file"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(saved_model, tmp_path, capsys, arguments, message):
+    bad_calibration = tmp_path / "calibration.npy"
+    np.save(bad_calibration, np.zeros((4, 28, 27), np.float32))
+    not_a_model = tmp_path / "fake.ember"
+    not_a_model.write_bytes(b"this is not a zip")
+    filled = [a.format(model=saved_model, bad_calibration=bad_calibration, not_a_model=not_a_model) for a in arguments]
+    filled = [str(tmp_path / a) if a in ("x.lite", "x.bin") else a for a in filled]
+    assert main(filled) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "Traceback" not in error

@@ -24,6 +24,10 @@ from exporter.onnx.lower import LOWERINGS as ONNX_LOWERINGS  # noqa: E402 - impo
 
 LOWERING_TABLES["onnx"] = ONNX_LOWERINGS
 
+from exporter.lite import lowering_table as lite_lowering_table  # noqa: E402 - imports only the table
+
+LOWERING_TABLES["lite"] = lite_lowering_table()
+
 
 def test_every_op_has_a_gradient_or_declares_why_not():
     offenders = sorted(

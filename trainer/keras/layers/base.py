@@ -9,7 +9,9 @@ Keras inputs — recording the call so a functional ``Model`` can replay it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import math
 import re
 import threading
 from collections import defaultdict
@@ -22,6 +24,32 @@ from trainer.keras import regularizers as regularizers_module
 from trainer.shapes import TensorShape
 from trainer.tensor import Tensor, convert_to_tensor
 from trainer.variables import Variable
+
+
+class _WeightBudget(threading.local):
+    """How many bytes of weights ``add_weight`` may still create on this thread (``None``: no limit)."""
+
+    def __init__(self):
+        self.remaining = None
+        self.source = None
+
+
+_weight_budget = _WeightBudget()
+
+
+@contextlib.contextmanager
+def weight_budget(nbytes: int, source: str):
+    """Caps the bytes of weights created inside the block; ``source`` names what sets the cap in errors.
+
+    Loading a file rebuilds the model from its config before reading any weights; this keeps a hostile
+    config (``Dense(units=10**9)``) from allocating more weight memory than the file itself holds.
+    """
+    previous = (_weight_budget.remaining, _weight_budget.source)
+    _weight_budget.remaining, _weight_budget.source = int(nbytes), source
+    try:
+        yield
+    finally:
+        _weight_budget.remaining, _weight_budget.source = previous
 
 
 class _CallContext(threading.local):
@@ -129,6 +157,14 @@ class Layer:
         if None in shape:
             raise ValueError(f"layer '{self.name}': weight {name!r} needs a fully known shape, got {shape}")
         dtype = dtypes.as_dtype(dtype or self._dtype)
+        if _weight_budget.remaining is not None:
+            nbytes = math.prod(shape) * dtype.size
+            if nbytes > _weight_budget.remaining:
+                raise ValueError(
+                    f"layer '{self.name}': weight {name!r} of shape {shape} needs {nbytes} bytes, more than "
+                    f"{_weight_budget.source} holds ({_weight_budget.remaining} bytes left)"
+                )
+            _weight_budget.remaining -= nbytes
         initializer = initializers_module.get(initializer if initializer is not None else ("glorot_uniform" if dtype.is_floating else "zeros"))
         with _layer_scope(self):
             variable = Variable(initializer(shape, dtype=dtype), trainable=trainable, name=name or "weight", dtype=dtype)
@@ -203,6 +239,20 @@ class Layer:
                 )
         for variable, value in zip(params, weights):
             variable.assign(convert_to_tensor(value, dtype=variable.dtype) if not hasattr(value, "dtype") or value.dtype != variable.dtype.as_numpy_dtype else value)
+
+    def save_weights(self, filepath, overwrite=True) -> None:
+        """Writes the weights of this layer and its sublayers to a ``.weights.ember`` file, atomically."""
+        from trainer.keras.saving.saving import save_weights  # noqa: PLC0415
+
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath, skip_mismatch=False) -> None:
+        """Sets the weights from a ``save_weights`` (or ``save``) file, matched by layer name and order."""
+        if skip_mismatch:
+            raise NotImplementedError("load_weights(skip_mismatch=True) is not supported by emberflow; every weight must fit")
+        from trainer.keras.saving.saving import load_weights  # noqa: PLC0415
+
+        load_weights(self, filepath)
 
     def count_params(self) -> int:
         if not self.built:
@@ -364,7 +414,7 @@ class Layer:
     def get_build_config(self) -> dict | None:
         if self._build_input_shape is None:
             return None
-        return {"input_shape": nest.map_structure(lambda s: TensorShape(s).as_list(), self._build_input_shape) if not isinstance(self._build_input_shape, TensorShape) else self._build_input_shape.as_list()}
+        return {"input_shape": _shape_lists(self._build_input_shape)}
 
     def build_from_config(self, config) -> None:
         if config and "input_shape" in config:
@@ -437,6 +487,15 @@ def _batch_input_shape_from(kwargs):
     if kwargs.get("input_dim") is not None:
         return (kwargs.get("batch_size"), kwargs["input_dim"])
     return None
+
+
+def _shape_lists(shape):
+    """A build shape as JSON-ready lists: one shape (``(None, 6)``, a ``TensorShape``), or a list or dict of them."""
+    if isinstance(shape, dict):
+        return {key: _shape_lists(value) for key, value in shape.items()}
+    if _is_nested_shape(shape):
+        return [_shape_lists(item) for item in shape]
+    return TensorShape(shape).as_list()
 
 
 def _is_nested_shape(shape) -> bool:

@@ -1,6 +1,7 @@
-"""``tf.keras.models``: Model, Sequential, and (with the saving issue) load_model."""
+"""``tf.keras.models``: Model, Sequential, Functional, and load_model / save_model for ``.ember`` files."""
 
 from trainer.keras.models.functional_model import Functional  # noqa: F401
 from trainer.keras.models.model import Model  # noqa: F401
 from trainer.keras.models.sequential import Sequential  # noqa: F401
 from trainer.keras.models.training import NonFiniteLossError  # noqa: F401
+from trainer.keras.saving.saving import load_model, save_model  # noqa: F401

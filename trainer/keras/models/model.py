@@ -80,6 +80,15 @@ class Model(Trainer, Layer):
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable}
 
+    def save(self, filepath, overwrite=True, **kwargs) -> None:
+        """Saves the model to one ``.ember`` file: config, weights, compile arguments and optimizer state.
+
+        ``tf.keras.models.load_model(filepath)`` restores it, ready to continue training.
+        """
+        from trainer.keras.saving.saving import save_model  # noqa: PLC0415
+
+        save_model(self, filepath, overwrite=overwrite, **kwargs)
+
 
 class _NotALayer:
     """Marker base for tracked objects that are not user-visible layers (none today)."""

@@ -134,12 +134,12 @@ class Sequential(Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        from trainer.keras.saving.registration import deserialize  # noqa: PLC0415
+        from trainer.keras.saving.object_config import deserialize_layer  # noqa: PLC0415
 
         model = cls(name=config.get("name"), trainable=config.get("trainable", True))
         for layer_config in config.get("layers", []):
             if layer_config.get("class_name") == "InputLayer":
-                model.add(Input(batch_shape=layer_config["config"]["batch_shape"], dtype=layer_config["config"].get("dtype")))
+                model.add(Input(batch_shape=layer_config["config"]["batch_shape"], dtype=layer_config["config"].get("dtype"), name=layer_config["config"].get("name")))
             else:
-                model.add(deserialize("layers", layer_config, custom_objects))
+                model.add(deserialize_layer(layer_config, custom_objects))  # nested models too
         return model

@@ -1,3 +1,4 @@
+from trainer.keras.saving.file_format import SavingError  # noqa: F401
 from trainer.keras.saving.registration import (  # noqa: F401
     UnknownObjectError,
     deserialize,
@@ -6,3 +7,4 @@ from trainer.keras.saving.registration import (  # noqa: F401
     register_keras_serializable,
     serialize,
 )
+from trainer.keras.saving.saving import load_model, load_weights, save_model, save_weights  # noqa: F401

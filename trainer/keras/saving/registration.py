@@ -47,9 +47,10 @@ def register_keras_serializable(package: str = "Custom", name: str | None = None
 
 
 def registered_name(obj) -> str:
-    return getattr(type(obj) if not inspect.isclass(obj) and not inspect.isfunction(obj) else obj, "_registered_name", None) or (
-        obj.__name__ if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj).__name__
-    )
+    """The name a class, function or instance is saved under: its registered ``package>name``, else ``__name__``."""
+    target = obj if inspect.isclass(obj) or inspect.isfunction(obj) else type(obj)
+    # vars(), not getattr: an unregistered subclass must not be saved under its registered parent's name.
+    return vars(target).get("_registered_name") or target.__name__
 
 
 def lookup(category: str, name: str, custom_objects: dict | None = None):

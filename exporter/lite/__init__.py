@@ -1,0 +1,83 @@
+"""Lite export: a model's optimized inference graph as a TFLite flatbuffer that LiteRT runs.
+
+    model = tf.keras.Sequential([...]); model.fit(x, y)
+    data = to_lite(model, "model.lite")          # the bytes, also written atomically to the path
+
+One subgraph with a dynamic batch (``shape_signature`` -1), TFLite layouts (``lower_nn.py``), a
+``serving_default`` signature under the model's own input and output names, and ``min_runtime_version``
+and ``producer`` metadata. Constants are stored once per distinct content, aligned to 16 bytes. Lowering
+lives in ``lower.py`` (one function per registry op), the file format in ``schema.py`` and
+``builder.py``; every file is read back and checked by ``verify.py`` before it is returned.
+"""
+
+from __future__ import annotations
+
+import os
+
+from exporter.lite.context import Problem
+from exporter.onnx import write_atomically  # one atomic writer for every export (imports no onnx)
+from exporter.source import InferenceGraph, inference_graph
+
+__all__ = ["Problem", "check_lite", "lowering_table", "to_lite"]
+
+
+def lowering_table() -> dict:
+    """The lite lowering table, keyed by registry op names (the registry coverage test reads it)."""
+    from exporter.lite.lower import LOWERINGS  # noqa: PLC0415
+
+    return LOWERINGS
+
+
+def to_lite(model_or_function, path=None, input_signature=None) -> bytes:
+    """Exports a Keras model or ``tf.function`` to a lite (TFLite-schema) file; writes ``path`` atomically.
+
+    Args:
+        model_or_function: a built Keras model, a ``tf.function`` (with ``input_signature``), a concrete
+            function, an ``InferenceGraph`` from ``exporter.source.inference_graph``, or a ``Graph``.
+        path: where to write the file (a temporary file beside it is synced and renamed over it).
+        input_signature: ``tf.TensorSpec``s, for a function without one; ``None`` dims stay dynamic.
+
+    Returns:
+        The file's bytes, already read back and checked by ``exporter.lite.verify``.
+
+    Raises:
+        exporter.errors.ExportError: an op cannot be lowered (the message names it, its layer and source line, and
+            what to do instead).
+
+    Example:
+        >>> to_lite(model, "mnist.lite")
+        >>> interpreter = ai_edge_litert.interpreter.Interpreter(model_path="mnist.lite")
+    """
+    from exporter.lite.builder import serialize  # noqa: PLC0415
+    from exporter.lite.model import build_model  # noqa: PLC0415
+    from exporter.lite.verify import verify  # noqa: PLC0415
+
+    data = serialize(build_model(_source(model_or_function, input_signature)))
+    verify(data)
+    if path is not None:
+        write_atomically(os.fspath(path), data)
+    return data
+
+
+def check_lite(graph) -> list[Problem]:
+    """Every reason ``graph`` (a model, function, ``InferenceGraph`` or ``Graph``) cannot be exported to a
+    lite file, one ``Problem`` per op that cannot be lowered (its message names the op, layer, source
+    line and what to do); an empty list when the export would succeed. Nothing is written."""
+    from exporter.lite.model import build_model  # noqa: PLC0415
+
+    problems: list[Problem] = []
+    build_model(_source(graph, None), problems)
+    return problems
+
+
+def _source(model_or_function, input_signature) -> InferenceGraph:
+    from trainer.graph import Graph  # noqa: PLC0415
+
+    if isinstance(model_or_function, InferenceGraph):
+        return model_or_function
+    if isinstance(model_or_function, Graph):
+        graph = model_or_function
+        inputs = [value.name or f"input_{i}" for i, value in enumerate(graph.inputs)]
+        outputs = ["output_0"] if len(graph.outputs) == 1 else [f"output_{i}" for i in range(len(graph.outputs))]
+        return InferenceGraph(graph, inputs, outputs)
+    return inference_graph(model_or_function, input_signature)
