@@ -31,6 +31,10 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--check", action="store_true", help="only list what cannot be exported; write nothing")
     export.add_argument("--no-verify", action="store_true", help="skip comparing the file with the model")
 
+    inspect = commands.add_parser("inspect", help="list the ops, tensors, signatures and metadata of a lite or ONNX file")
+    inspect.add_argument("file", help="a .lite/.tflite (ours or TensorFlow's) or .onnx file")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+
     verify = commands.add_parser("verify", help="compare exported files with the model they came from")
     verify.add_argument("model", help="the saved model file")
     verify.add_argument("files", nargs="+", help="exported .lite/.tflite/.onnx files")
@@ -55,6 +59,8 @@ def main(argv=None) -> int:
             return _export(arguments)
         if arguments.command == "verify":
             return _verify(arguments)
+        if arguments.command == "inspect":
+            return _inspect(arguments)
     except UsageError as error:
         print(f"emberflow {arguments.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -143,6 +149,16 @@ def _export(arguments) -> int:
         return EXIT_OK
     _progress(3, total, "verifying against the model")
     return _print_verification(model, [output], _sample_inputs(model, calibration), None)
+
+
+def _inspect(arguments) -> int:
+    import json  # noqa: PLC0415
+
+    from exporter.inspect import format_summary, inspect_file  # noqa: PLC0415
+
+    summary = inspect_file(arguments.file)
+    print(json.dumps(summary, indent=2) if arguments.json else format_summary(summary))
+    return EXIT_OK
 
 
 def _verify(arguments) -> int:

@@ -109,6 +109,7 @@ class BuiltinOperator(IntEnum):
     SQRT = 75
     RSQRT = 76
     SHAPE = 77
+    PACK = 83  # written by TensorFlow around a dynamic-batch Flatten; inspect names it
     POW = 78
     ARG_MIN = 79
     REDUCE_PROD = 81
@@ -385,7 +386,11 @@ TABLES = {
     "ShapeOptions": (("out_type", "int8", 0),),
     "OneHotOptions": (("axis", "int32", 0),),
     "LeakyReluOptions": (("alpha", "float32", 0.0),),
-    "BatchMatMulOptions": (("adj_x", "bool", False), ("adj_y", "bool", False), ("asymmetric_quantize_inputs", "bool", False)),
+    "BatchMatMulOptions": (
+        ("adj_x", "bool", False),
+        ("adj_y", "bool", False),
+        ("asymmetric_quantize_inputs", "bool", False),
+    ),
     "GeluOptions": (("approximate", "bool", False),),
 }
 
