@@ -25,7 +25,17 @@ from exporter.lite.schema import (
     BuiltinOperator,
 )
 
-_SCALAR_SIZES = {"bool": 1, "int8": 1, "uint8": 1, "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "offset": 4}
+_SCALAR_SIZES = {
+    "bool": 1,
+    "int8": 1,
+    "uint8": 1,
+    "int32": 4,
+    "uint32": 4,
+    "float32": 4,
+    "int64": 8,
+    "uint64": 8,
+    "offset": 4,
+}
 
 
 @dataclass
@@ -90,7 +100,11 @@ class LiteModel:
 def serialize(model: LiteModel) -> bytes:
     """The flatbuffer bytes of ``model`` (file identifier ``TFL3``, schema version 3)."""
     # Room for the data and the tables up front: the builder doubles (copying everything) when it runs out.
-    writer = _Writer(sum(len(data) + BUFFER_ALIGNMENT for data in model.buffers) + 256 * (len(model.tensors) + len(model.operators)) + 1024)
+    writer = _Writer(
+        sum(len(data) + BUFFER_ALIGNMENT for data in model.buffers)
+        + 256 * (len(model.tensors) + len(model.operators))
+        + 1024
+    )
     # Data first: the builder writes back to front, so the weights end up at the end of the file,
     # after the small tables a reader touches first.
     data_offsets = [writer.aligned_bytes(data) if data else None for data in model.buffers]
@@ -106,7 +120,12 @@ def serialize(model: LiteModel) -> bytes:
         name=writer.string("main"),
     )
     codes = [
-        writer.table("OperatorCode", deprecated_builtin_code=min(code, int(BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)), version=version, builtin_code=code)
+        writer.table(
+            "OperatorCode",
+            deprecated_builtin_code=min(code, int(BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)),
+            version=version,
+            builtin_code=code,
+        )
         for code, version in model.operator_codes
     ]
     metadata = [writer.table("Metadata", name=writer.string(name), buffer=index) for name, index in model.metadata]
@@ -163,7 +182,10 @@ def _operator(writer, model: LiteModel, operator: LiteOperator) -> int:
     table_name = OPERATOR_OPTIONS.get(code)
     options = None
     if table_name is not None:
-        values = {key: writer.int32s(value) if isinstance(value, (list, tuple)) else value for key, value in operator.options.items()}
+        values = {
+            key: writer.int32s(value) if isinstance(value, (list, tuple)) else value
+            for key, value in operator.options.items()
+        }
         options = writer.table(table_name, **values)
     return writer.table(
         "Operator",

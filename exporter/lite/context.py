@@ -127,7 +127,9 @@ class Scope:
 
     def new_tensor(self, shape, dtype, hint: str) -> int:
         """A tensor without data; ``None`` dims are known only at run time."""
-        self.model.tensors.append(LiteTensor(self._unique(f"{self.scope}/{hint}" if self.scope else hint), tuple(shape), tensor_type(dtype)))
+        self.model.tensors.append(
+            LiteTensor(self._unique(f"{self.scope}/{hint}" if self.scope else hint), tuple(shape), tensor_type(dtype))
+        )
         return len(self.model.tensors) - 1
 
     def constant(self, array, hint: str | None = None) -> int:
@@ -152,9 +154,6 @@ class Scope:
         numpy_dtype = getattr(dtype, "as_numpy_dtype", dtype)
         return self.constant(np.asarray(number, dtype=numpy_dtype), f"{self.scope}/{hint}")
 
-    def shape_of(self, index: int) -> tuple:
-        return self.model.tensors[index].shape
-
     def reserve(self, name: str) -> None:
         """Keeps ``name`` (a user-facing input or output name) from the tensors the lowering creates."""
         self._unique(name)
@@ -173,7 +172,9 @@ class Scope:
             self.model.operator_codes.append(key)
         self.model.operators.append(LiteOperator(self._opcode_of[key], list(inputs), list(outputs), options))
 
-    def op(self, code: BuiltinOperator, inputs, shape, dtype, hint: str | None = None, version: int = 1, **options) -> int:
+    def op(
+        self, code: BuiltinOperator, inputs, shape, dtype, hint: str | None = None, version: int = 1, **options
+    ) -> int:
         """Emits one operator with a new output tensor of ``shape`` and ``dtype``; returns that tensor."""
         output = self.new_tensor(shape, dtype, hint or code.name.lower())
         self.emit(code, inputs, [output], version, **options)

@@ -74,7 +74,9 @@ def _erf(scope, node):
 
 def _ones_like(scope, node):
     x, out = node.inputs[0], node.outputs[0]
-    shape = scope.op(Op.SHAPE, [scope.tensor(x)], (len(x.shape),), np.int32, "shape", out_type=int(tensor_type(np.int32)))
+    shape = scope.op(
+        Op.SHAPE, [scope.tensor(x)], (len(x.shape),), np.int32, "shape", out_type=int(tensor_type(np.int32))
+    )
     scope.emit(Op.FILL, [shape, scope.scalar(1, out.dtype, "one")], [scope.output(out)])
 
 

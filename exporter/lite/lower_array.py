@@ -38,7 +38,10 @@ def reshape_to(scope, x: int, shape, dtype, output: int | None = None, like: int
         scope.emit(Op.RESHAPE, [x, scope.int32s(new_shape, "new_shape")], [output], new_shape=new_shape)
     else:
         if like is None:
-            scope.unsupported(f"the target shape {tuple(shape)} has several dimensions known only at run time", "export with a fully known input_signature")
+            scope.unsupported(
+                f"the target shape {tuple(shape)} has several dimensions known only at run time",
+                "export with a fully known input_signature",
+            )
         shape_tensor = scope.op(Op.SHAPE, [like], (len(shape),), np.int32, "shape", out_type=int(tensor_type(np.int32)))
         scope.emit(Op.RESHAPE, [x, shape_tensor], [output])
     return output
@@ -47,12 +50,16 @@ def reshape_to(scope, x: int, shape, dtype, output: int | None = None, like: int
 def _reshape(scope, node):
     x, out = node.inputs[0], node.outputs[0]
     new_shape = [int(d) for d in node.attrs["shape"]]
-    scope.emit(Op.RESHAPE, [scope.tensor(x), scope.int32s(new_shape, "new_shape")], [scope.output(out)], new_shape=new_shape)
+    scope.emit(
+        Op.RESHAPE, [scope.tensor(x), scope.int32s(new_shape, "new_shape")], [scope.output(out)], new_shape=new_shape
+    )
 
 
 def _reshape_like(scope, node):
     x, like = node.inputs
-    reshape_to(scope, scope.tensor(x), node.outputs[0].shape, x.dtype, scope.output(node.outputs[0]), scope.tensor(like))
+    reshape_to(
+        scope, scope.tensor(x), node.outputs[0].shape, x.dtype, scope.output(node.outputs[0]), scope.tensor(like)
+    )
 
 
 def _same_elements(scope, node):
@@ -61,7 +68,11 @@ def _same_elements(scope, node):
     if sum(d is None for d in out.shape) <= 1:
         reshape_to(scope, scope.tensor(x), out.shape, out.dtype, scope.output(out))
     elif node.op.name == "squeeze":
-        axes = [i for i, d in enumerate(x.shape) if d == 1] if node.attrs["axis"] is None else reduction_axes(node.attrs["axis"], len(x.shape), "squeeze")
+        axes = (
+            [i for i, d in enumerate(x.shape) if d == 1]
+            if node.attrs["axis"] is None
+            else reduction_axes(node.attrs["axis"], len(x.shape), "squeeze")
+        )
         scope.emit(Op.SQUEEZE, [scope.tensor(x)], [scope.output(out)], squeeze_dims=axes)
     else:
         axis = normalize_axis(node.attrs["axis"], len(out.shape), "expand_dims")
@@ -104,7 +115,9 @@ def _broadcast_like(scope, node):
     x, like = node.inputs
     target = None
     if None in node.outputs[0].shape:
-        target = scope.op(Op.SHAPE, [scope.tensor(like)], (len(like.shape),), np.int32, "shape", out_type=int(tensor_type(np.int32)))
+        target = scope.op(
+            Op.SHAPE, [scope.tensor(like)], (len(like.shape),), np.int32, "shape", out_type=int(tensor_type(np.int32))
+        )
     _broadcast(scope, scope.tensor(x), x.shape, target, node.outputs[0])
 
 
@@ -114,7 +127,10 @@ def _sum_to_like(scope, node):
     extra = len(grad.shape) - len(like.shape)
     unknown = [extra + i for i, d in enumerate(like.shape) if d is None and grad.shape[extra + i] != 1]
     if unknown:
-        scope.unsupported(f"whether axes {unknown} were broadcast is known only at run time", "export with a fully known input_signature")
+        scope.unsupported(
+            f"whether axes {unknown} were broadcast is known only at run time",
+            "export with a fully known input_signature",
+        )
     axes = list(range(extra)) + [extra + i for i, d in enumerate(like.shape) if d == 1 and grad.shape[extra + i] != 1]
     summed = scope.tensor(grad)
     if axes:
@@ -129,13 +145,18 @@ def _gather(scope, node):
     index_tensor = scope.tensor(indices)
     if is_constant(indices) and params.shape[axis] is not None:
         # GATHER reads indices in [0, size); Python-style negative constant indices are wrapped here.
-        index_tensor = scope.constant(np.mod(constant_array(indices), params.shape[axis]).astype(indices.dtype.as_numpy_dtype), indices.name or None)
+        index_tensor = scope.constant(
+            np.mod(constant_array(indices), params.shape[axis]).astype(indices.dtype.as_numpy_dtype),
+            indices.name or None,
+        )
     scope.emit(Op.GATHER, [scope.tensor(params), index_tensor], [scope.output(node.outputs[0])], axis=axis)
 
 
 def _pad(scope, node):
     x, constant = node.inputs
-    paddings = scope.constant(np.asarray(node.attrs["paddings"], dtype=np.int32).reshape(len(x.shape), 2), f"{scope.scope}/paddings")
+    paddings = scope.constant(
+        np.asarray(node.attrs["paddings"], dtype=np.int32).reshape(len(x.shape), 2), f"{scope.scope}/paddings"
+    )
     if is_constant(constant):
         values = constant_array(constant).reshape(-1)
         if not values.size or values[0] == 0:
@@ -186,7 +207,10 @@ def _strided_slice(scope, node):
         result = target
     if has_new_axes:
         if sum(d is None for d in out.shape) > 1:
-            scope.unsupported("new axes on a tensor with several dimensions known only at run time", "add the axes with tf.expand_dims, one at a time")
+            scope.unsupported(
+                "new axes on a tensor with several dimensions known only at run time",
+                "add the axes with tf.expand_dims, one at a time",
+            )
         reshape_to(scope, result, out.shape, out.dtype, scope.output(out))
     elif not needs_slice:
         scope.alias(out, x)
@@ -216,13 +240,20 @@ def _concat_piece(scope, node):
     axis = normalize_axis(node.attrs["axis"], len(grad.shape), "concat_piece")
     sizes = [value.shape[axis] for value in values[: node.attrs["index"] + 1]]
     if None in sizes:
-        scope.unsupported("the offset of the piece is known only at run time", "export with a fully known input_signature")
+        scope.unsupported(
+            "the offset of the piece is known only at run time", "export with a fully known input_signature"
+        )
     start = sum(sizes[:-1])
     rank = len(grad.shape)
     begin = [start if i == axis else 0 for i in range(rank)]
     end = [start + sizes[-1] if i == axis else 0 for i in range(rank)]
     open_axes = sum(1 << i for i in range(rank) if i != axis)
-    inputs = [scope.tensor(grad), scope.int32s(begin, "begin"), scope.int32s(end, "end"), scope.int32s([1] * rank, "strides")]
+    inputs = [
+        scope.tensor(grad),
+        scope.int32s(begin, "begin"),
+        scope.int32s(end, "end"),
+        scope.int32s([1] * rank, "strides"),
+    ]
     scope.emit(Op.STRIDED_SLICE, inputs, [scope.output(node.outputs[0])], begin_mask=open_axes, end_mask=open_axes)
 
 
@@ -239,7 +270,10 @@ def _constant_result(compute):
 
     def lower(scope, node):
         out = node.outputs[0]
-        scope.bind(out, scope.constant(np.asarray(compute(node), dtype=out.dtype.as_numpy_dtype), f"{scope.scope}/{node.op.name}"))
+        scope.bind(
+            out,
+            scope.constant(np.asarray(compute(node), dtype=out.dtype.as_numpy_dtype), f"{scope.scope}/{node.op.name}"),
+        )
 
     return lower
 
@@ -257,7 +291,9 @@ def _size(scope, node):
     if None not in x.shape:
         _constant_result(lambda n: int(np.prod(x.shape)))(scope, node)
         return
-    shape = scope.op(Op.SHAPE, [scope.tensor(x)], (len(x.shape),), out.dtype, "shape", out_type=int(tensor_type(out.dtype)))
+    shape = scope.op(
+        Op.SHAPE, [scope.tensor(x)], (len(x.shape),), out.dtype, "shape", out_type=int(tensor_type(out.dtype))
+    )
     scope.emit(Op.REDUCE_PROD, [shape, scope.int32s([0], "axes")], [scope.output(out)], keep_dims=False)
 
 

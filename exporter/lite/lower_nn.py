@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.lite.context import constant_array, is_constant, tensor_type
-from exporter.lite.schema import ActivationFunctionType, BuiltinOperator as Op, Padding
+from exporter.lite.schema import ActivationFunctionType, Padding
+from exporter.lite.schema import BuiltinOperator as Op
 from trainer.ops.registry import broadcast_shapes
 
 # fused_ops.FUSED_ACTIVATIONS keys -> (what the TFLite operator applies itself, the operator that follows).
@@ -77,12 +78,16 @@ def _matmul(scope, node):
         _fully_connected(scope, node, a, b, None, transpose_b, "none")
         return
     inputs = [scope.tensor(a), scope.tensor(b)]
-    scope.emit(Op.BATCH_MATMUL, inputs, [scope.output(node.outputs[0])], adj_x=bool(transpose_a), adj_y=bool(transpose_b))
+    scope.emit(
+        Op.BATCH_MATMUL, inputs, [scope.output(node.outputs[0])], adj_x=bool(transpose_a), adj_y=bool(transpose_b)
+    )
 
 
 def _fused_matmul(scope, node):
     x, weights, *bias = node.inputs
-    _fully_connected(scope, node, x, weights, bias[0] if bias else None, node.attrs["transpose_b"], node.attrs["activation"])
+    _fully_connected(
+        scope, node, x, weights, bias[0] if bias else None, node.attrs["transpose_b"], node.attrs["activation"]
+    )
 
 
 # -- convolution and pooling --------------------------------------------------------------------------------
@@ -97,7 +102,7 @@ def _conv(depthwise: bool):
     def lower(scope, node):
         x, filters, *bias = node.inputs
         attrs = node.attrs
-        kh, kw, channels, count = filters.shape
+        *_, channels, count = filters.shape  # [kh, kw, in, out] or [kh, kw, in, multiplier]
         options = _window_options(attrs)
         dilation_h, dilation_w = attrs["dilations"]
         options.update(dilation_w_factor=int(dilation_w), dilation_h_factor=int(dilation_h))
@@ -110,11 +115,22 @@ def _conv(depthwise: bool):
             lite_filters = _transposed(scope, filters, (3, 0, 1, 2), "filters")
             outputs, version = count, 1
         # TFLite's convolution kernels take the bias as a third input; a zero bias keeps every runtime happy.
-        bias_tensor = scope.tensor(bias[0]) if bias else scope.constant(np.zeros(outputs, node.outputs[0].dtype.as_numpy_dtype), f"{scope.scope}/zero_bias")
+        bias_tensor = (
+            scope.tensor(bias[0])
+            if bias
+            else scope.constant(np.zeros(outputs, node.outputs[0].dtype.as_numpy_dtype), f"{scope.scope}/zero_bias")
+        )
         code = Op.DEPTHWISE_CONV_2D if depthwise else Op.CONV_2D
 
         def emit(output, fused):
-            scope.emit(code, [scope.tensor(x), lite_filters, bias_tensor], [output], version, fused_activation_function=fused, **options)
+            scope.emit(
+                code,
+                [scope.tensor(x), lite_filters, bias_tensor],
+                [output],
+                version,
+                fused_activation_function=fused,
+                **options,
+            )
 
         _with_activation(scope, node, attrs.get("activation", "none"), emit)
 
@@ -127,7 +143,14 @@ def _depthwise_filters(scope, filters) -> int:
     shape = (1, kh, kw, channels * multiplier)
     if is_constant(filters):
         return scope.constant(constant_array(filters).reshape(shape), filters.name or None)
-    return scope.op(Op.RESHAPE, [scope.tensor(filters), scope.int32s(shape, "filter_shape")], shape, filters.dtype, "filters", new_shape=list(shape))
+    return scope.op(
+        Op.RESHAPE,
+        [scope.tensor(filters), scope.int32s(shape, "filter_shape")],
+        shape,
+        filters.dtype,
+        "filters",
+        new_shape=list(shape),
+    )
 
 
 def _pool(code: Op):
@@ -150,10 +173,14 @@ def _batch_norm_inference(scope, node):
     dtype = out.dtype.as_numpy_dtype
     epsilon = node.attrs["epsilon"]
     if all(is_constant(value) for value in (mean, variance, gamma, beta)):
-        mean_, variance_, gamma_, beta_ = (constant_array(value).astype(dtype) for value in (mean, variance, gamma, beta))
+        mean_, variance_, gamma_, beta_ = (
+            constant_array(value).astype(dtype) for value in (mean, variance, gamma, beta)
+        )
         scale = (1 / np.sqrt(variance_ + dtype(epsilon))) * gamma_  # the kernel's own order of operations
         shift = beta_ - mean_ * scale
-        scaled = scope.op(Op.MUL, [scope.tensor(x), scope.constant(scale, f"{scope.scope}/scale")], out.shape, out.dtype, "scaled")
+        scaled = scope.op(
+            Op.MUL, [scope.tensor(x), scope.constant(scale, f"{scope.scope}/scale")], out.shape, out.dtype, "scaled"
+        )
         scope.emit(Op.ADD, [scaled, scope.constant(shift, f"{scope.scope}/shift")], [scope.output(out)])
         return
     stat_shape = broadcast_shapes(variance.shape, gamma.shape)
@@ -172,7 +199,15 @@ def _relu_grad(scope, node):
     grad, y = node.inputs
     out = node.outputs[0]
     positive = scope.op(Op.GREATER, [scope.tensor(y), scope.scalar(0, y.dtype, "zero")], y.shape, np.bool_, "positive")
-    mask = scope.op(Op.CAST, [positive], y.shape, out.dtype, "mask", in_data_type=int(tensor_type(np.bool_)), out_data_type=int(tensor_type(out.dtype)))
+    mask = scope.op(
+        Op.CAST,
+        [positive],
+        y.shape,
+        out.dtype,
+        "mask",
+        in_data_type=int(tensor_type(np.bool_)),
+        out_data_type=int(tensor_type(out.dtype)),
+    )
     scope.emit(Op.MUL, [scope.tensor(grad), mask], [scope.output(out)])
 
 
@@ -189,7 +224,9 @@ def _softmax(code: Op, **options):
         perm = list(range(rank))
         perm[axis], perm[-1] = perm[-1], perm[axis]
         swapped_shape = tuple(x.shape[p] for p in perm)
-        swapped = scope.op(Op.TRANSPOSE, [scope.tensor(x), scope.int32s(perm, "perm")], swapped_shape, x.dtype, "to_last_axis")
+        swapped = scope.op(
+            Op.TRANSPOSE, [scope.tensor(x), scope.int32s(perm, "perm")], swapped_shape, x.dtype, "to_last_axis"
+        )
         result = scope.op(code, [swapped], swapped_shape, out.dtype, node.op.name, **options)
         scope.emit(Op.TRANSPOSE, [result, scope.int32s(perm, "perm")], [scope.output(out)])
 

@@ -37,7 +37,10 @@ def build_model(source, problems: list | None = None) -> LiteModel | None:
     model.signature_inputs = list(zip(source.input_names, model.inputs))
     model.signature_outputs = list(zip(source.output_names, model.outputs))
     version = min_runtime_version(model.operator_codes).encode().ljust(MIN_RUNTIME_VERSION_BYTES, b"\0")
-    model.metadata = [("min_runtime_version", model.add_buffer(version)), ("producer", model.add_buffer(producer().encode()))]
+    model.metadata = [
+        ("min_runtime_version", model.add_buffer(version)),
+        ("producer", model.add_buffer(producer().encode())),
+    ]
     return model
 
 

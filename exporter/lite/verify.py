@@ -1,9 +1,10 @@
 """Reading a written lite file back and checking its structure, before ``to_lite`` returns it.
 
 The reader is independent of the writer: it walks the bytes with ``flatbuffers.table.Table`` by vtable
-slot and checks what a runtime would otherwise trip over — every buffer, tensor, operator-code and
-subgraph index in range, each operator's options table the one its operator takes, constant data as
-long as its tensor and aligned to 16 bytes, operators in an order where each input already exists.
+slot (the slots of ``schema.TABLES``, which the tests check against LiteRT's generated reader) and
+checks what a runtime would otherwise trip over — every buffer, tensor, operator-code and subgraph
+index in range, each operator's options table the one its operator takes, constant data as long as
+its tensor and aligned to 16 bytes, operators in an order where each input already exists.
 """
 
 from __future__ import annotations
@@ -13,40 +14,55 @@ import struct
 
 import flatbuffers
 import numpy as np
+from flatbuffers import number_types as flags
 from flatbuffers.table import Table
 
 from exporter.errors import ExportError
-from exporter.lite.schema import BUFFER_ALIGNMENT, BUILTIN_OPTIONS, FILE_IDENTIFIER, OPERATOR_OPTIONS, SCHEMA_VERSION, TensorType, slot
+from exporter.lite.schema import (
+    BUFFER_ALIGNMENT,
+    BUILTIN_OPTIONS,
+    FILE_IDENTIFIER,
+    OPERATOR_OPTIONS,
+    SCHEMA_VERSION,
+    TensorType,
+    slot,
+)
 
-_ITEM_SIZES = {TensorType.FLOAT32: 4, TensorType.FLOAT16: 2, TensorType.INT32: 4, TensorType.UINT8: 1, TensorType.INT64: 8,
-               TensorType.BOOL: 1, TensorType.INT16: 2, TensorType.INT8: 1, TensorType.FLOAT64: 8}  # fmt: skip
+_ITEM_SIZES = {
+    TensorType.FLOAT32: 4, TensorType.FLOAT16: 2, TensorType.FLOAT64: 8, TensorType.INT64: 8, TensorType.INT32: 4,
+    TensorType.INT16: 2, TensorType.INT8: 1, TensorType.UINT8: 1, TensorType.BOOL: 1,
+}  # fmt: skip
 _OPTIONS_OF_CODE = {int(code): BUILTIN_OPTIONS[name] for code, name in OPERATOR_OPTIONS.items()}
+_FLAGS = {"int8": flags.Int8Flags, "uint8": flags.Uint8Flags, "int32": flags.Int32Flags, "uint32": flags.Uint32Flags}
 
 
 class TableReader:
-    """One flatbuffer table, its fields read by (table name, field name) through ``schema.slot``."""
+    """One flatbuffer table, its fields read by name through ``schema.slot``."""
 
-    def __init__(self, data: bytes, position: int, name: str):
-        self.table = Table(bytearray(data) if not isinstance(data, bytearray) else data, position)
+    def __init__(self, data: bytearray, position: int, name: str):
+        self.table = Table(data, position)
         self.name = name
 
     def _offset(self, field: str) -> int:
         return self.table.Offset(4 + 2 * slot(self.name, field))
 
-    def scalar(self, field: str, flags, default=0):
+    def scalar(self, field: str, kind: str) -> int:
+        """An integer field (``kind`` "int8", "uint8", "int32" or "uint32"); absent fields read 0."""
         offset = self._offset(field)
-        return self.table.Get(flags, self.table.Pos + offset) if offset else default
+        return self.table.Get(_FLAGS[kind], self.table.Pos + offset) if offset else 0
 
-    def table_field(self, field: str, name: str):
+    def table_field(self, field: str, name: str) -> TableReader | None:
+        """A sub-table of schema table ``name`` (None when absent)."""
         offset = self._offset(field)
         return TableReader(self.table.Bytes, self.table.Indirect(self.table.Pos + offset), name) if offset else None
 
-    def tables(self, field: str, name: str) -> list:
+    def tables(self, field: str, name: str) -> list[TableReader]:
+        """A vector of tables of schema table ``name`` (empty when absent)."""
         offset = self._offset(field)
         if not offset:
             return []
-        start = self.table.Vector(offset)
-        return [TableReader(self.table.Bytes, self.table.Indirect(start + 4 * i), name) for i in range(self.table.VectorLen(offset))]
+        start, length = self.table.Vector(offset), self.table.VectorLen(offset)
+        return [TableReader(self.table.Bytes, self.table.Indirect(start + 4 * i), name) for i in range(length)]
 
     def numbers(self, field: str, dtype) -> np.ndarray:
         """A vector of little-endian scalars, as a read-only view of the bytes (empty when absent)."""
@@ -70,91 +86,115 @@ def read_model(data: bytes) -> TableReader:
     """The root ``Model`` table of lite file bytes, after checking the file identifier."""
     if len(data) < 8 or bytes(data[4:8]) != FILE_IDENTIFIER:
         raise ExportError(f"lite file: bytes 4..8 are {bytes(data[4:8])!r}, not the identifier {FILE_IDENTIFIER!r}")
-    root = flatbuffers.encode.Get(flatbuffers.packer.uoffset, bytearray(data), 0)
+    data = bytearray(data)
+    root = flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0)
     if not 8 <= root < len(data):
         raise ExportError(f"lite file: root table offset {root} lies outside the file ({len(data)} bytes)")
-    return TableReader(bytearray(data), root, "Model")
+    return TableReader(data, root, "Model")
 
 
 def check(data: bytes) -> list[str]:
     """Every structural problem of lite file bytes, one message each; an empty list when it is sound."""
-    N = flatbuffers.number_types
     model = read_model(data)
     problems = []
-    version = model.scalar("version", N.Uint32Flags)
-    if version != SCHEMA_VERSION:
-        problems.append(f"lite file: schema version {version}, expected {SCHEMA_VERSION}")
+    if model.scalar("version", "uint32") != SCHEMA_VERSION:
+        problems.append(f"schema version {model.scalar('version', 'uint32')}, expected {SCHEMA_VERSION}")
     buffers = model.tables("buffers", "Buffer")
-    codes = [max(c.scalar("builtin_code", N.Int32Flags), c.scalar("deprecated_builtin_code", N.Int8Flags)) for c in model.tables("operator_codes", "OperatorCode")]
+    problems += _check_buffers(buffers)
+    codes = [
+        max(code.scalar("builtin_code", "int32"), code.scalar("deprecated_builtin_code", "int8"))
+        for code in model.tables("operator_codes", "OperatorCode")
+    ]
     subgraphs = model.tables("subgraphs", "SubGraph")
-    if not buffers or buffers[0].vector_start("data") is not None and len(buffers[0].numbers("data", np.uint8)):
-        problems.append("lite file: buffer 0 must exist and be empty (the sentinel of tensors without data)")
+    if len(subgraphs) != 1:
+        problems.append(f"{len(subgraphs)} subgraphs, expected exactly one")
+    for subgraph in subgraphs[:1]:
+        problems += _check_subgraph(subgraph, buffers, codes)
+        problems += _check_signatures(model, len(subgraphs), len(subgraph.tables("tensors", "Tensor")))
+    for entry in model.tables("metadata", "Metadata"):
+        if entry.scalar("buffer", "uint32") >= len(buffers):
+            index = entry.scalar("buffer", "uint32")
+            problems.append(
+                f"metadata '{entry.string('name')}' buffer index {index} out of range ({len(buffers)} buffers)"
+            )
+    return [f"lite file: {problem}" for problem in problems]
+
+
+def _check_buffers(buffers) -> list[str]:
+    problems = []
+    if not buffers or len(buffers[0].numbers("data", np.uint8)):
+        problems.append("buffer 0 must exist and be empty (the sentinel of tensors without data)")
     for index, buffer in enumerate(buffers):
         start = buffer.vector_start("data")
         if start is not None and len(buffer.numbers("data", np.uint8)) and start % BUFFER_ALIGNMENT:
-            problems.append(f"lite file: buffer {index} data starts at byte {start}, not a multiple of {BUFFER_ALIGNMENT}")
-    if len(subgraphs) != 1:
-        problems.append(f"lite file: {len(subgraphs)} subgraphs, expected exactly one")
-    for subgraph in subgraphs[:1]:
-        problems += _check_subgraph(subgraph, buffers, codes)
-        tensor_count = len(subgraph.tables("tensors", "Tensor"))
-        for signature in model.tables("signature_defs", "SignatureDef"):
-            if signature.scalar("subgraph_index", N.Uint32Flags) >= len(subgraphs):
-                problems.append(f"lite file: signature '{signature.string('signature_key')}' names a missing subgraph")
-            for kind in ("inputs", "outputs"):
-                for entry in signature.tables(kind, "TensorMap"):
-                    if entry.scalar("tensor_index", N.Uint32Flags) >= tensor_count:
-                        problems.append(f"lite file: signature {kind[:-1]} '{entry.string('name')}' tensor index {entry.scalar('tensor_index', N.Uint32Flags)} out of range (subgraph has {tensor_count} tensors)")
-    for entry in model.tables("metadata", "Metadata"):
-        if entry.scalar("buffer", N.Uint32Flags) >= len(buffers):
-            problems.append(f"lite file: metadata '{entry.string('name')}' buffer index {entry.scalar('buffer', N.Uint32Flags)} out of range (model has {len(buffers)} buffers)")
+            problems.append(f"buffer {index} data starts at byte {start}, not a multiple of {BUFFER_ALIGNMENT}")
+    return problems
+
+
+def _check_signatures(model, subgraph_count: int, tensor_count: int) -> list[str]:
+    problems = []
+    for signature in model.tables("signature_defs", "SignatureDef"):
+        key = signature.string("signature_key")
+        if signature.scalar("subgraph_index", "uint32") >= subgraph_count:
+            problems.append(f"signature '{key}' names subgraph {signature.scalar('subgraph_index', 'uint32')}")
+        for kind in ("inputs", "outputs"):
+            for entry in signature.tables(kind, "TensorMap"):
+                index = entry.scalar("tensor_index", "uint32")
+                if index >= tensor_count:
+                    name = entry.string("name")
+                    problems.append(
+                        f"signature {kind[:-1]} '{name}' tensor index {index} out of range ({tensor_count} tensors)"
+                    )
     return problems
 
 
 def _check_subgraph(subgraph, buffers, codes) -> list[str]:
-    N = flatbuffers.number_types
     problems = []
     tensors = subgraph.tables("tensors", "Tensor")
-    available = set()
+    available = {int(i) for i in subgraph.numbers("inputs", np.int32)}  # what an operator may read so far
     for index, tensor in enumerate(tensors):
-        buffer = tensor.scalar("buffer", N.Uint32Flags)
-        type_ = tensor.scalar("type", N.Int8Flags)
-        name = tensor.string("name")
+        buffer, type_, name = tensor.scalar("buffer", "uint32"), tensor.scalar("type", "int8"), tensor.string("name")
         if type_ not in TensorType._value2member_map_:
-            problems.append(f"lite file: tensor {index} ('{name}') has unknown type {type_}")
+            problems.append(f"tensor {index} ('{name}') has unknown type {type_}")
         if buffer >= len(buffers):
-            problems.append(f"lite file: tensor {index} ('{name}') buffer index {buffer} out of range (model has {len(buffers)} buffers)")
+            problems.append(f"tensor {index} ('{name}') buffer index {buffer} out of range ({len(buffers)} buffers)")
             continue
-        data = buffers[buffer].numbers("data", np.uint8) if buffer else ()
+        size = len(buffers[buffer].numbers("data", np.uint8)) if buffer else 0
         elements = math.prod(int(d) for d in tensor.numbers("shape", np.int32))
-        if len(data) or not elements:  # constants, and tensors with nothing to write
+        if size or not elements:  # constants, and tensors with nothing to write
             available.add(index)
-            expected = elements * _ITEM_SIZES.get(type_, 0)
-            if _ITEM_SIZES.get(type_) and len(data) and expected != len(data):
-                problems.append(f"lite file: tensor {index} ('{name}') needs {expected} bytes of data, buffer {buffer} holds {len(data)}")
+        expected = elements * _ITEM_SIZES.get(type_, 0)
+        if size and expected and expected != size:
+            problems.append(f"tensor {index} ('{name}') needs {expected} bytes of data, buffer {buffer} holds {size}")
     for kind in ("inputs", "outputs"):
         for index in subgraph.numbers(kind, np.int32):
             if not 0 <= index < len(tensors):
-                problems.append(f"lite file: subgraph {kind[:-1]} tensor index {index} out of range ({len(tensors)} tensors)")
-    available |= {int(i) for i in subgraph.numbers("inputs", np.int32)}
+                problems.append(f"subgraph {kind[:-1]} tensor index {index} out of range ({len(tensors)} tensors)")
     for position, operator in enumerate(subgraph.tables("operators", "Operator")):
-        opcode = operator.scalar("opcode_index", N.Uint32Flags)
-        if opcode >= len(codes):
-            problems.append(f"lite file: operator {position} opcode index {opcode} out of range (model has {len(codes)} operator codes)")
-            continue
-        options = operator.scalar("builtin_options_type", N.Uint8Flags)
-        expected = _OPTIONS_OF_CODE.get(codes[opcode], 0)
-        if options != expected:
-            problems.append(f"lite file: operator {position} (builtin code {codes[opcode]}) has options type {options}, expected {expected}")
-        for index in operator.numbers("inputs", np.int32):
-            if index != -1 and not 0 <= index < len(tensors):
-                problems.append(f"lite file: operator {position} input tensor index {index} out of range ({len(tensors)} tensors)")
-            elif index != -1 and index not in available:
-                problems.append(f"lite file: operator {position} reads tensor {index} before any operator writes it")
-        for index in operator.numbers("outputs", np.int32):
-            if not 0 <= index < len(tensors):
-                problems.append(f"lite file: operator {position} output tensor index {index} out of range ({len(tensors)} tensors)")
-            available.add(int(index))
+        problems += _check_operator(position, operator, codes, len(tensors), available)
+    return problems
+
+
+def _check_operator(position: int, operator, codes, tensor_count: int, available: set) -> list[str]:
+    """One operator's indices and options; adds its outputs to ``available``."""
+    opcode = operator.scalar("opcode_index", "uint32")
+    if opcode >= len(codes):
+        return [f"operator {position} opcode index {opcode} out of range ({len(codes)} operator codes)"]
+    problems = []
+    options, expected = operator.scalar("builtin_options_type", "uint8"), _OPTIONS_OF_CODE.get(codes[opcode], 0)
+    if options != expected:
+        problems.append(
+            f"operator {position} (builtin code {codes[opcode]}) has options type {options}, expected {expected}"
+        )
+    for index in (int(i) for i in operator.numbers("inputs", np.int32) if i != -1):  # -1: an optional input left out
+        if not 0 <= index < tensor_count:
+            problems.append(f"operator {position} input tensor index {index} out of range ({tensor_count} tensors)")
+        elif index not in available:
+            problems.append(f"operator {position} reads tensor {index} before any operator writes it")
+    for index in (int(i) for i in operator.numbers("outputs", np.int32)):
+        if not 0 <= index < tensor_count:
+            problems.append(f"operator {position} output tensor index {index} out of range ({tensor_count} tensors)")
+        available.add(index)
     return problems
 
 

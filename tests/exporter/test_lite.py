@@ -3,6 +3,7 @@ every op's kernel, and the bytes are read back with the reader LiteRT generates 
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -59,33 +60,39 @@ def _randomized(model):
 
 
 def mnist_mlp():
-    return tf.keras.Sequential([
-        L.Flatten(input_shape=(28, 28)),
-        L.Dense(128, activation="relu"),
-        L.Dense(10, activation="softmax"),
-    ])
+    return tf.keras.Sequential(
+        [
+            L.Flatten(input_shape=(28, 28)),
+            L.Dense(128, activation="relu"),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def small_cnn():
-    return tf.keras.Sequential([
-        L.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)),
-        L.MaxPooling2D(),
-        L.Conv2D(64, 3),
-        L.MaxPooling2D(),
-        L.Flatten(),
-        L.Dense(10, activation="softmax"),
-    ])
+    return tf.keras.Sequential(
+        [
+            L.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)),
+            L.MaxPooling2D(),
+            L.Conv2D(64, 3),
+            L.MaxPooling2D(),
+            L.Flatten(),
+            L.Dense(10, activation="softmax"),
+        ]
+    )
 
 
 def depthwise_cnn():
     # 15x15 makes the SAME average pool pad one side: TF averages over real pixels only.
-    return tf.keras.Sequential([
-        L.Conv2D(8, 3, padding="same", activation="relu6", input_shape=(15, 15, 3)),
-        L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu"),
-        L.AveragePooling2D(padding="same"),
-        L.GlobalAveragePooling2D(),
-        L.Dense(4),
-    ])
+    return tf.keras.Sequential(
+        [
+            L.Conv2D(8, 3, padding="same", activation="relu6", input_shape=(15, 15, 3)),
+            L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", activation="relu"),
+            L.AveragePooling2D(padding="same"),
+            L.GlobalAveragePooling2D(),
+            L.Dense(4),
+        ]
+    )
 
 
 def branching_functional():
@@ -128,7 +135,10 @@ def _operators(data) -> list:
     model = _read(data)
     names = {member.value: member.name for member in BuiltinOperator}
     codes = [max(code.builtinCode, code.deprecatedBuiltinCode) for code in model.operatorCodes]
-    return [(names.get(codes[op.opcodeIndex], codes[op.opcodeIndex]), op.builtinOptions) for op in model.subgraphs[0].operators]
+    return [
+        (names.get(codes[op.opcodeIndex], codes[op.opcodeIndex]), op.builtinOptions)
+        for op in model.subgraphs[0].operators
+    ]
 
 
 # -- whole models ---------------------------------------------------------------------------------------------
@@ -199,7 +209,7 @@ def test_constant_data_is_aligned_to_16_bytes_with_no_padding_beyond(name):
     data = to_lite(_randomized(MODELS[name]()))
     regions = _data_regions(data)
     assert regions and all(start % 16 == 0 for start, _ in regions), regions
-    for (_, end), (start, _) in zip(regions, regions[1:]):
+    for (_, end), (start, _) in itertools.pairwise(regions):
         assert 4 <= start - end < 4 + 16  # the next vector's length field, and alignment padding only
 
 
@@ -252,7 +262,13 @@ def test_convolutions_take_tflite_filter_layouts_and_fuse_clamping_activations()
     model = _randomized(depthwise_cnn())
     data = to_lite(model)
     operators = _operators(data)
-    assert [name for name, _ in operators] == ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MEAN", "FULLY_CONNECTED"]
+    assert [name for name, _ in operators] == [
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "AVERAGE_POOL_2D",
+        "MEAN",
+        "FULLY_CONNECTED",
+    ]
     conv, depthwise, pool = (options for _, options in operators[:3])
     assert (conv.fusedActivationFunction, conv.padding, conv.strideW, conv.strideH) == (ACT.RELU6, Padding.SAME, 1, 1)
     assert (depthwise.fusedActivationFunction, depthwise.depthMultiplier) == (ACT.RELU, 2)
@@ -265,14 +281,27 @@ def test_convolutions_take_tflite_filter_layouts_and_fuse_clamping_activations()
     np.testing.assert_array_equal(stored, kernel.transpose(3, 0, 1, 2))
 
 
-@pytest.mark.parametrize(("activation", "fused", "following"), [("tanh", ACT.NONE, "TANH"), ("sigmoid", ACT.NONE, "LOGISTIC"), ("relu6", ACT.RELU6, None)])
+@pytest.mark.parametrize(
+    ("activation", "fused", "following"),
+    [("tanh", ACT.NONE, "TANH"), ("sigmoid", ACT.NONE, "LOGISTIC"), ("relu6", ACT.RELU6, None)],
+)
 def test_activations_tflite_kernels_do_not_apply_follow_as_operators(activation, fused, following):
-    model = _randomized(tf.keras.Sequential([L.Conv2D(4, 3, activation=activation, input_shape=(6, 6, 2)), L.Flatten(), L.Dense(3, activation=activation)]))
+    model = _randomized(
+        tf.keras.Sequential(
+            [
+                L.Conv2D(4, 3, activation=activation, input_shape=(6, 6, 2)),
+                L.Flatten(),
+                L.Dense(3, activation=activation),
+            ]
+        )
+    )
     data = to_lite(model)
     names = [name for name, _ in _operators(data)]
     expected = ["CONV_2D", following, "RESHAPE", "FULLY_CONNECTED", following]
     assert names == [name for name in expected if name]
-    assert {options.fusedActivationFunction for name, options in _operators(data) if name in ("CONV_2D", "FULLY_CONNECTED")} == {fused}
+    assert {
+        options.fusedActivationFunction for name, options in _operators(data) if name in ("CONV_2D", "FULLY_CONNECTED")
+    } == {fused}
     images = _batch(model, 3)
     np.testing.assert_allclose(_run(data, images)[0], model.predict(images, verbose=0), **TOLERANCE)
 
@@ -334,7 +363,10 @@ def test_every_op_matches_its_kernel_in_litert(name, constants):
     for seed in range(3):
         case = CASES[name](np.random.default_rng(seed))
         # float32, as lite files hold it (TFLite's kernels have no float64)
-        arrays = [np.asarray(a).astype(np.float32) if np.asarray(a).dtype == np.float64 else np.asarray(a) for a in case.inputs]
+        arrays = [
+            np.asarray(a).astype(np.float32) if np.asarray(a).dtype == np.float64 else np.asarray(a)
+            for a in case.inputs
+        ]
         expected = execute(op, [tf.constant(array) for array in arrays], case.attrs)
         expected = [expected] if op.num_outputs == 1 else list(expected)
         data = to_lite(_single_op_graph(op, arrays, case.attrs, constants))
@@ -352,8 +384,8 @@ def _random_index(rng, shape) -> tuple:
         if rng.random() < 0.25:
             parts.append(int(rng.integers(-size, size)))
         else:
-            bound = lambda: None if rng.random() < 0.3 else int(rng.integers(-size - 2, size + 2))  # noqa: E731
-            parts.append(slice(bound(), bound(), int(rng.choice([1, 2, 3, -1, -2]))))
+            start, stop = (None if rng.random() < 0.3 else int(rng.integers(-size - 2, size + 2)) for _ in "ab")
+            parts.append(slice(start, stop, int(rng.choice([1, 2, 3, -1, -2]))))
     if rng.random() < 0.4:
         first = int(rng.integers(0, len(parts) + 1))
         parts[first : int(rng.integers(first, len(parts) + 1))] = [Ellipsis]
@@ -372,7 +404,9 @@ def test_strided_slices_match_numpy_indexing():
         np.testing.assert_array_equal(_run(to_lite(graph), x)[0], x[key], err_msg=f"x{list(x.shape)}[{key}]")
 
 
-@pytest.mark.parametrize("key", [(slice(None), 0), (Ellipsis, -1), slice(None, None, -1), (slice(None), None, slice(1, 3))])
+@pytest.mark.parametrize(
+    "key", [(slice(None), 0), (Ellipsis, -1), slice(None, None, -1), (slice(None), None, slice(1, 3))]
+)
 def test_slices_of_a_dynamic_batch_match_numpy(key):
     data = to_lite(tf.function(lambda x: x[key], input_signature=[tf.TensorSpec([None, 4, 3])]))
     for size in (1, 5):
@@ -416,7 +450,9 @@ def test_gradient_ops_are_refused_by_name(name):
 
 
 def test_control_flow_is_refused_with_a_remedy():
-    function = tf.function(lambda x: tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: -x), input_signature=[tf.TensorSpec([None, 3])])
+    function = tf.function(
+        lambda x: tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: -x), input_signature=[tf.TensorSpec([None, 3])]
+    )
     with pytest.raises(ExportError, match="op 'cond'.*one subgraph.*tf.where"):
         to_lite(function)
 
@@ -472,7 +508,11 @@ def _tiny_model(**changes) -> LiteModel:
     """A one-operator model (MUL of an input and a constant), with fields replaced to break it."""
     model = LiteModel(description="test")
     buffer = model.add_buffer(np.full(3, 2, np.float32).tobytes())
-    model.tensors = [LiteTensor("x", (3,), TensorType.FLOAT32), LiteTensor("c", (3,), TensorType.FLOAT32, buffer), LiteTensor("y", (3,), TensorType.FLOAT32)]
+    model.tensors = [
+        LiteTensor("x", (3,), TensorType.FLOAT32),
+        LiteTensor("c", (3,), TensorType.FLOAT32, buffer),
+        LiteTensor("y", (3,), TensorType.FLOAT32),
+    ]
     model.operator_codes = [(int(BuiltinOperator.MUL), 1)]
     model.operators = [LiteOperator(0, [0, 1], [2])]
     model.inputs, model.outputs = [0], [2]
@@ -497,26 +537,63 @@ def test_verifier_accepts_a_sound_file_and_litert_runs_it():
     np.testing.assert_array_equal(_run(data, np.arange(3, dtype=np.float32))[0], np.arange(3) * 2)
 
 
-_FIRST_CODE = lambda root: root.OperatorCodes(0)  # noqa: E731
-_FIRST_OPERATOR = lambda root: root.Subgraphs(0).Operators(0)  # noqa: E731
+def _first_code(root):
+    return root.OperatorCodes(0)
 
 
-@pytest.mark.parametrize(
-    ("changes", "patch", "message"),
-    [
-        ({"tensors": [LiteTensor("x", (3,), 0), LiteTensor("c", (3,), 0, 9), LiteTensor("y", (3,), 0)]}, None, "tensor 1 ('c') buffer index 9 out of range (model has 2 buffers)"),
-        ({"tensors": [LiteTensor("x", (3,), 0), LiteTensor("c", (4,), 0, 1), LiteTensor("y", (3,), 0)]}, None, "tensor 1 ('c') needs 16 bytes of data, buffer 1 holds 12"),
-        ({"operator_codes": [(int(BuiltinOperator.ADD), 1), (int(BuiltinOperator.MUL), 1)], "operators": [LiteOperator(1, [0, 1], [2])]},
-         (_FIRST_OPERATOR, 0, 3, np.uint32), "operator 0 opcode index 3 out of range (model has 2 operator codes)"),
-        ({}, (_FIRST_CODE, 3, int(BuiltinOperator.RELU), np.int32), "operator 0 (builtin code 19) has options type 21, expected 0"),
-        ({"operators": [LiteOperator(0, [0, 7], [2])]}, None, "operator 0 input tensor index 7 out of range (3 tensors)"),
-        ({"operators": [LiteOperator(0, [0, 2], [2])]}, None, "operator 0 reads tensor 2 before any operator writes it"),
-        ({"outputs": [5]}, None, "subgraph output tensor index 5 out of range"),
-        ({"signature_outputs": [("y", 8)]}, None, "signature output 'y' tensor index 8 out of range"),
-        ({"metadata": [("min_runtime_version", 4)]}, None, "metadata 'min_runtime_version' buffer index 4 out of range"),
-    ],
-)  # fmt: skip
-def test_verifier_names_what_is_out_of_range(changes, patch, message):
+def _first_operator(root):
+    return root.Subgraphs(0).Operators(0)
+
+
+def _tensors_with_constant(shape, buffer) -> list:
+    return [LiteTensor("x", (3,), 0), LiteTensor("c", shape, 0, buffer), LiteTensor("y", (3,), 0)]
+
+
+_TWO_CODES = [(int(BuiltinOperator.ADD), 1), (int(BuiltinOperator.MUL), 1)]
+BROKEN_FILES = {
+    "buffer index": (
+        {"tensors": _tensors_with_constant((3,), 9)},
+        None,
+        "tensor 1 ('c') buffer index 9 out of range (2 buffers)",
+    ),
+    "data size": (
+        {"tensors": _tensors_with_constant((4,), 1)},
+        None,
+        "tensor 1 ('c') needs 16 bytes of data, buffer 1 holds 12",
+    ),
+    "opcode index": (
+        {"operator_codes": _TWO_CODES, "operators": [LiteOperator(1, [0, 1], [2])]},
+        (_first_operator, 0, 3, np.uint32),  # Operator.opcode_index, slot 0
+        "operator 0 opcode index 3 out of range (2 operator codes)",
+    ),
+    "options type": (
+        {},
+        (_first_code, 3, int(BuiltinOperator.RELU), np.int32),  # OperatorCode.builtin_code, slot 3
+        "operator 0 (builtin code 19) has options type 21, expected 0",
+    ),
+    "input index": (
+        {"operators": [LiteOperator(0, [0, 7], [2])]},
+        None,
+        "operator 0 input tensor index 7 out of range (3 tensors)",
+    ),
+    "order": (
+        {"operators": [LiteOperator(0, [0, 2], [2])]},
+        None,
+        "operator 0 reads tensor 2 before any operator writes it",
+    ),
+    "subgraph output": ({"outputs": [5]}, None, "subgraph output tensor index 5 out of range"),
+    "signature": ({"signature_outputs": [("y", 8)]}, None, "signature output 'y' tensor index 8 out of range"),
+    "metadata": (
+        {"metadata": [("min_runtime_version", 4)]},
+        None,
+        "metadata 'min_runtime_version' buffer index 4 out of range",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_FILES))
+def test_verifier_names_what_is_out_of_range(case):
+    changes, patch, message = BROKEN_FILES[case]
     model = _tiny_model(**changes)
     data = serialize(model) if patch is None else _patched(model, *patch)
     with pytest.raises(ExportError, match=re.escape(message)):
@@ -537,7 +614,11 @@ def test_quantization_parameters_are_written_where_given():
     assert check(data) == []
     tensors = _read(data).subgraphs[0].tensors
     written = tensors[1].quantization
-    assert (list(written.scale), list(written.zeroPoint), written.quantizedDimension) == ([0.5, 0.25, 0.125], [0, 1, -1], 0)
+    assert (list(written.scale), list(written.zeroPoint), written.quantizedDimension) == (
+        [0.5, 0.25, 0.125],
+        [0, 1, -1],
+        0,
+    )
     assert tensors[0].quantization is None  # float tensors carry no table at all
     details = {d["name"]: d for d in litert.Interpreter(model_content=data).get_tensor_details()}
     np.testing.assert_array_equal(details["c"]["quantization_parameters"]["zero_points"], [0, 1, -1])
