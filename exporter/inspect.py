@@ -102,12 +102,9 @@ def _inspect_lite(data: bytes, name: str) -> dict:
 
 def _quantization(tensor) -> dict:
     """Scale and zero point of a quantized tensor (an empty dict for float tensors)."""
-    from exporter.lite.verify import TableReader  # noqa: PLC0415
-
-    offset = tensor._offset("quantization")
-    if not offset:
+    table = tensor.table_field("quantization", "QuantizationParameters")
+    if table is None:
         return {}
-    table = TableReader(tensor.table.Bytes, tensor.table.Indirect(tensor.table.Pos + offset), "QuantizationParameters")
     scale = table.numbers("scale", np.float32)
     if not scale.size:
         return {}
