@@ -8,11 +8,11 @@ the table and write ``report.json`` (plus the model and the exported files) to t
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import trainer as tf
+from exporter.files import write_atomically
 
 
 def build_mnist_mlp():
@@ -62,7 +62,7 @@ def run_demo(out_dir: str, epochs: int = 5, source: str = "subset") -> dict:
         "history": {name: [round(float(v), 4) for v in values] for name, values in history.history.items()},
         "exports": [{**row.as_dict(), "quantize": "none"} for row in rows],
     }
-    _write_atomically(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_atomically(str(out / "report.json"), (json.dumps(report, indent=2) + "\n").encode())
     print(f"\nReport written to {out / 'report.json'}")
     return report
 
@@ -81,12 +81,3 @@ def _export_all(model, out: Path) -> list[Path]:
         paths.append(path)
     print()
     return paths
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)

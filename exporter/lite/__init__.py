@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from exporter.lite.context import Problem
-from exporter.onnx import write_atomically  # one atomic writer for every export (imports no onnx)
+from exporter.files import write_atomically
 from exporter.source import InferenceGraph, inference_graph
 
 __all__ = ["Problem", "check_lite", "lowering_table", "to_lite"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from exporter.errors import ExportError
+from exporter.files import write_atomically
 from exporter.onnx.context import Problem
 from exporter.source import InferenceGraph, inference_graph
 
@@ -86,27 +87,6 @@ def validate(model) -> None:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
         raise ExportError(f"ONNX export produced a model that onnx rejects (an exporter bug): {error}") from error
-
-
-def write_atomically(path: str, data: bytes) -> None:
-    """Writes ``data`` to a temporary file beside ``path``, syncs it, and renames it over ``path``: a
-    reader sees the old file or the complete new one, never half of one."""
-    temporary = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    directory = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(directory)  # makes the rename itself durable
-    finally:
-        os.close(directory)
 
 
 def _opset(opset: int | None) -> int:
