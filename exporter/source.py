@@ -9,6 +9,24 @@ from exporter.errors import ExportError
 from trainer.graph import ConcreteFunction, Function, Graph
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One reason a graph cannot be exported to a target: the op, where the user wrote it, what to do."""
+
+    op: str
+    source: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+TRAINING_ONLY_REASON = (
+    "it appears only in training graphs (a gradient or an update), which an inference file never contains",
+    "export the model (or a tf.function computing its predictions), not a training step",
+)
+
+
 @dataclass
 class InferenceGraph:
     """An optimized graph plus the user-facing names of its inputs and outputs and the pass reports."""
@@ -69,3 +87,14 @@ def _output_names(model, count: int) -> list[str]:
     if names and len(names) == count:
         return list(names)
     return ["output_0"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def as_inference_graph(model_or_function, input_signature=None) -> InferenceGraph:
+    """What the exporters accept: an ``InferenceGraph``, a bare ``Graph``, or anything ``inference_graph`` takes."""
+    if isinstance(model_or_function, InferenceGraph):
+        return model_or_function
+    if isinstance(model_or_function, Graph):
+        graph = model_or_function
+        inputs = [value.name or f"input_{i}" for i, value in enumerate(graph.inputs)]
+        return InferenceGraph(graph, inputs, _output_names(None, len(graph.outputs)))
+    return inference_graph(model_or_function, input_signature)

@@ -16,7 +16,7 @@ import os
 
 from exporter.lite.context import Problem
 from exporter.files import write_atomically
-from exporter.source import InferenceGraph, inference_graph
+from exporter.source import InferenceGraph, as_inference_graph
 
 __all__ = ["Problem", "check_lite", "lowering_table", "to_lite"]
 
@@ -52,7 +52,7 @@ def to_lite(model_or_function, path=None, input_signature=None) -> bytes:
     from exporter.lite.model import build_model  # noqa: PLC0415
     from exporter.lite.verify import verify  # noqa: PLC0415
 
-    data = serialize(build_model(_source(model_or_function, input_signature)))
+    data = serialize(build_model(as_inference_graph(model_or_function, input_signature)))
     verify(data)
     if path is not None:
         write_atomically(os.fspath(path), data)
@@ -66,18 +66,5 @@ def check_lite(graph) -> list[Problem]:
     from exporter.lite.model import build_model  # noqa: PLC0415
 
     problems: list[Problem] = []
-    build_model(_source(graph, None), problems)
+    build_model(as_inference_graph(graph, None), problems)
     return problems
-
-
-def _source(model_or_function, input_signature) -> InferenceGraph:
-    from trainer.graph import Graph  # noqa: PLC0415
-
-    if isinstance(model_or_function, InferenceGraph):
-        return model_or_function
-    if isinstance(model_or_function, Graph):
-        graph = model_or_function
-        inputs = [value.name or f"input_{i}" for i, value in enumerate(graph.inputs)]
-        outputs = ["output_0"] if len(graph.outputs) == 1 else [f"output_{i}" for i in range(len(graph.outputs))]
-        return InferenceGraph(graph, inputs, outputs)
-    return inference_graph(model_or_function, input_signature)

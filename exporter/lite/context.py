@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporter.errors import ExportError
+from exporter.source import TRAINING_ONLY_REASON, Problem
 from exporter.lite.builder import LiteModel, LiteOperator, LiteTensor
 from exporter.lite.schema import BuiltinOperator, TensorType
 
@@ -37,16 +38,6 @@ def tensor_type(dtype) -> TensorType:
     return _TENSOR_TYPES[name]
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One reason a graph cannot be exported to a lite file: the op, where it was written, and what to do."""
-
-    op: str
-    source: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def is_constant(value) -> bool:
@@ -81,6 +72,8 @@ class Scope:
             self._begin(node)
             try:
                 lowering = self.table.get(node.op.name)
+                if node.op.training_only:
+                    self.unsupported(*TRAINING_ONLY_REASON)
                 if lowering is None:
                     self.unsupported("no lite lowering is registered for it", "add one to exporter/lite/lower.py")
                 lowering(self, node)

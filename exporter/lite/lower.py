@@ -115,12 +115,6 @@ def _refuse_control_flow(scope, node):
     )
 
 
-def _refuse_gradient(scope, node):
-    scope.unsupported(
-        "it computes a gradient, which an inference graph does not contain",
-        "export the model (or a tf.function computing its predictions), not a training step",
-    )
-
 
 LOWERINGS: dict = {
     # binary elementwise (TFLite broadcasts like NumPy)
@@ -178,16 +172,6 @@ LOWERINGS: dict = {
     # control flow
     "cond": _refuse_control_flow,
     "while": _refuse_control_flow,
-    # gradient ops with no inference use: what a traced training step holds, never a model's forward pass
-    "gather_grad": _refuse_gradient,
-    "strided_slice_grad": _refuse_gradient,
-    "conv2d_backprop_input": _refuse_gradient,
-    "conv2d_backprop_filter": _refuse_gradient,
-    "depthwise_conv2d_backprop_input": _refuse_gradient,
-    "depthwise_conv2d_backprop_filter": _refuse_gradient,
-    "max_pool2d_grad": _refuse_gradient,
-    "max_pool2d_grad_grad": _refuse_gradient,
-    "avg_pool2d_grad": _refuse_gradient,
     **ARRAY_LOWERINGS,
     **NN_LOWERINGS,
 }

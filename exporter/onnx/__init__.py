@@ -17,7 +17,7 @@ import os
 from exporter.errors import ExportError
 from exporter.files import write_atomically
 from exporter.onnx.context import Problem
-from exporter.source import InferenceGraph, inference_graph
+from exporter.source import InferenceGraph, as_inference_graph
 
 MIN_OPSET = 17  # Softmax over one axis (13), Squeeze/Unsqueeze/Pad with input axes (13), allowzero (14)
 NEWEST_OPSET = 21  # the newest opset the exporter is tested with (onnxruntime 1.18 and later run it)
@@ -56,7 +56,7 @@ def to_onnx(model_or_function, path=None, input_signature=None, opset: int | Non
     """
     from exporter.onnx.model import build_model  # noqa: PLC0415
 
-    model = build_model(_source(model_or_function, input_signature), _opset(opset))
+    model = build_model(as_inference_graph(model_or_function, input_signature), _opset(opset))
     validate(model)
     if path is not None:
         write_atomically(os.fspath(path), model.SerializeToString())
@@ -69,7 +69,7 @@ def check_onnx(graph, opset: int | None = None) -> list[Problem]:
     from exporter.onnx.model import build_model  # noqa: PLC0415
 
     problems: list[Problem] = []
-    model = build_model(_source(graph, None), _opset(opset), problems)
+    model = build_model(as_inference_graph(graph, None), _opset(opset), problems)
     if model is not None:
         try:
             validate(model)
@@ -100,16 +100,3 @@ def _opset(opset: int | None) -> int:
             f"ONNX opset {opset} is not supported: use {MIN_OPSET} to {newest} (the installed onnx's newest)"
         )
     return int(opset)
-
-
-def _source(model_or_function, input_signature) -> InferenceGraph:
-    from trainer.graph import Graph  # noqa: PLC0415
-
-    if isinstance(model_or_function, InferenceGraph):
-        return model_or_function
-    if isinstance(model_or_function, Graph):
-        graph = model_or_function
-        inputs = [value.name or f"input_{i}" for i, value in enumerate(graph.inputs)]
-        outputs = ["output_0"] if len(graph.outputs) == 1 else [f"output_{i}" for i in range(len(graph.outputs))]
-        return InferenceGraph(graph, inputs, outputs)
-    return inference_graph(model_or_function, input_signature)

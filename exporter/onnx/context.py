@@ -15,19 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporter.errors import ExportError
+from exporter.source import TRAINING_ONLY_REASON, Problem
 from exporter.onnx.layout import CHANNELS_FIRST, NATURAL, TO_CHANNELS_FIRST, TO_CHANNELS_LAST, channels_first_array
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One reason a graph cannot be exported to ONNX: the op, where the user wrote it, and what to do."""
-
-    op: str
-    source: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def constant_array(value) -> np.ndarray:
@@ -104,6 +95,8 @@ class GraphScope:
             self._begin(node)
             lowering = self.lowering.table.get(node.op.name)
             try:
+                if node.op.training_only:
+                    self.unsupported(*TRAINING_ONLY_REASON)
                 if lowering is None:
                     self.unsupported("no ONNX lowering is registered for it", "add one to exporter/onnx/lower.py")
                 lowering(self, node)

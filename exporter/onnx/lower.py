@@ -171,12 +171,6 @@ def _swap_last(rank: int) -> list:
     return list(range(rank - 2)) + [rank - 1, rank - 2]
 
 
-def _refuse_gradient(scope, node):
-    scope.unsupported(
-        "it computes a gradient, which an inference graph does not contain",
-        "export the model (or a tf.function computing its predictions), not a training step",
-    )
-
 
 LOWERINGS: dict = {
     # binary elementwise
@@ -238,16 +232,6 @@ LOWERINGS: dict = {
     "argmin": _arg("ArgMin"),
     "matmul": _matmul,
     "relu_grad": elementwise(_relu_grad),
-    # gradient ops with no inference use (relu_grad above is one Mul, so it is lowered)
-    "gather_grad": _refuse_gradient,
-    "strided_slice_grad": _refuse_gradient,
-    "conv2d_backprop_input": _refuse_gradient,
-    "conv2d_backprop_filter": _refuse_gradient,
-    "depthwise_conv2d_backprop_input": _refuse_gradient,
-    "depthwise_conv2d_backprop_filter": _refuse_gradient,
-    "max_pool2d_grad": _refuse_gradient,
-    "max_pool2d_grad_grad": _refuse_gradient,
-    "avg_pool2d_grad": _refuse_gradient,
     **ARRAY_LOWERINGS,
     **IMAGE_LOWERINGS,
     **CONTROL_FLOW_LOWERINGS,

@@ -15,7 +15,7 @@ from tests.trainer.op_cases import CASES
 from trainer.ops.registry import REGISTRY, GradientNotSupportedError, execute
 
 SEEDS = range(5)
-DIFFERENTIABLE_OPS = sorted(name for name, op in REGISTRY.items() if op.differentiable and not op.training_only)
+DIFFERENTIABLE_OPS = sorted(name for name, op in REGISTRY.items() if op.differentiable)
 
 # Ops whose gradient rules are written with ops that are differentiable again; nested tapes must give
 # their second derivatives (zero for the piecewise-linear ones, which still checks the plumbing).

@@ -31,12 +31,12 @@ LOWERING_TABLES["lite"] = lite_lowering_table()
 
 def test_every_op_has_a_gradient_or_declares_why_not():
     offenders = sorted(
-        name for name, op in REGISTRY.items() if op.gradient is None and op.differentiable and not op.training_only
+        name for name, op in REGISTRY.items() if op.gradient is None and op.differentiable
     )
     assert not offenders, (
         f"ops without a gradient rule: {offenders}; register one with @op.def_gradient (raising "
         "GradientNotSupportedError if emberflow cannot differentiate it), or declare the op "
-        "differentiable=False or training_only=True"
+        "differentiable=False when it has no derivative by nature"
     )
 
 

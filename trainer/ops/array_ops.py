@@ -223,7 +223,7 @@ def _(node, grad):
     return execute(gather_grad_op, (grad, indices, params), {"axis": node.attrs["axis"]}), None
 
 
-@register("gather_grad", infer=lambda grad, indices, params, *, axis: Spec(params.shape, grad.dtype))
+@register("gather_grad", infer=lambda grad, indices, params, *, axis: Spec(params.shape, grad.dtype), training_only=True)
 def gather_grad_op(xp, grad, indices, params, *, axis):
     """Scatter-adds ``grad`` back into a zero tensor shaped like ``params`` (repeated indices add up)."""
     axis = axis % params.ndim
@@ -322,7 +322,7 @@ def _(node, grad):
     return execute(strided_slice_grad_op, (grad, node.inputs[0]), node.attrs)
 
 
-@register("strided_slice_grad", infer=lambda grad, like, *, spec: Spec(like.shape, grad.dtype))
+@register("strided_slice_grad", infer=lambda grad, like, *, spec: Spec(like.shape, grad.dtype), training_only=True)
 def strided_slice_grad_op(xp, grad, like, *, spec):
     """Places ``grad`` at the sliced positions of a zero tensor shaped like the sliced input."""
     result = xp.zeros(like.shape, dtype=grad.dtype)

@@ -183,7 +183,7 @@ def conv2d_op(xp, x, filters, *, strides, padding, dilations):
     return result.reshape(geometry.output_shape(x.shape[0], out_channels))
 
 
-@register("conv2d_backprop_input", infer=_like_infer(0))
+@register("conv2d_backprop_input", infer=_like_infer(0), training_only=True)
 def conv2d_backprop_input_op(xp, x, filters, grad, *, strides, padding, dilations):
     """The gradient of ``conv2d`` with respect to its input ``x`` (whose values are not used, only its shape).
 
@@ -200,7 +200,7 @@ def conv2d_backprop_input_op(xp, x, filters, grad, *, strides, padding, dilation
     return geometry.crop(xp, padded, x.shape)
 
 
-@register("conv2d_backprop_filter", infer=_like_infer(1))
+@register("conv2d_backprop_filter", infer=_like_infer(1), training_only=True)
 def conv2d_backprop_filter_op(xp, x, filters, grad, *, strides, padding, dilations):
     """The gradient of ``conv2d`` with respect to ``filters`` (whose values are not used, only its shape)."""
     geometry = _filter_geometry(x.shape, filters.shape, strides, padding, dilations)
@@ -258,7 +258,7 @@ def depthwise_conv2d_op(xp, x, filters, *, strides, padding, dilations):
     return result.reshape(geometry.output_shape(x.shape[0], channels * multiplier))
 
 
-@register("depthwise_conv2d_backprop_input", infer=_like_infer(0))
+@register("depthwise_conv2d_backprop_input", infer=_like_infer(0), training_only=True)
 def depthwise_conv2d_backprop_input_op(xp, x, filters, grad, *, strides, padding, dilations):
     """The gradient of ``depthwise_conv2d`` with respect to its input (only the shape of ``x`` is used)."""
     geometry = _filter_geometry(x.shape, filters.shape, strides, padding, dilations)
@@ -271,7 +271,7 @@ def depthwise_conv2d_backprop_input_op(xp, x, filters, grad, *, strides, padding
     return geometry.crop(xp, padded, x.shape)
 
 
-@register("depthwise_conv2d_backprop_filter", infer=_like_infer(1))
+@register("depthwise_conv2d_backprop_filter", infer=_like_infer(1), training_only=True)
 def depthwise_conv2d_backprop_filter_op(xp, x, filters, grad, *, strides, padding, dilations):
     """The gradient of ``depthwise_conv2d`` with respect to its filters (only their shape is used)."""
     geometry = _filter_geometry(x.shape, filters.shape, strides, padding, dilations)
@@ -377,7 +377,7 @@ def _window_argmax(xp, x, geometry: _Geometry):
     return argmax
 
 
-@register("max_pool2d_grad", infer=_like_infer(0))
+@register("max_pool2d_grad", infer=_like_infer(0), training_only=True)
 def max_pool2d_grad_op(xp, x, grad, *, ksize, strides, padding):
     """The gradient of ``max_pool2d``: each window's gradient goes to the input element that was its maximum."""
     geometry = _pool_geometry(x.shape, ksize, strides, padding)
@@ -393,7 +393,7 @@ def max_pool2d_grad_op(xp, x, grad, *, ksize, strides, padding):
     return geometry.crop(xp, padded, x.shape)
 
 
-@register("max_pool2d_grad_grad", infer=_pool_infer("max_pool2d_grad_grad"))
+@register("max_pool2d_grad_grad", infer=_pool_infer("max_pool2d_grad_grad"), training_only=True)
 def max_pool2d_grad_grad_op(xp, x, grad, *, ksize, strides, padding):
     """The adjoint of ``max_pool2d_grad``: picks, per window, ``grad`` (shaped like ``x``) at the maximum of ``x``."""
     geometry = _pool_geometry(x.shape, ksize, strides, padding)
@@ -447,7 +447,7 @@ def avg_pool2d_op(xp, x, *, ksize, strides, padding):
     return total / _valid_counts(xp, x.shape, geometry, x.dtype)
 
 
-@register("avg_pool2d_grad", infer=_like_infer(0))
+@register("avg_pool2d_grad", infer=_like_infer(0), training_only=True)
 def avg_pool2d_grad_op(xp, x, grad, *, ksize, strides, padding):
     """The gradient of ``avg_pool2d``: each window's gradient is shared evenly by its real pixels."""
     geometry = _pool_geometry(x.shape, ksize, strides, padding)
