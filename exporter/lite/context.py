@@ -8,7 +8,6 @@ tensor) and records the tensors holding the node's outputs with ``scope.bind``/`
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 

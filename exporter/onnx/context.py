@@ -10,7 +10,6 @@ records the names of the node's outputs with ``scope.bind``. ``Lowering`` holds 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import numpy as np
 
