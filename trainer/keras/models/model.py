@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from trainer import nest
 from trainer.keras.layers.base import Layer
 from trainer.keras.models.summary import print_summary
 from trainer.keras.models.training import Trainer
@@ -46,7 +45,7 @@ class Model(Trainer, Layer):
     @property
     def layers(self) -> list:
         """The model's direct sublayers in the order they were assigned."""
-        return [layer for layer in self._tracked_layers if not isinstance(layer, _NotALayer)]
+        return list(self._tracked_layers)
 
     def get_layer(self, name=None, index=None):
         if index is not None:
@@ -65,16 +64,12 @@ class Model(Trainer, Layer):
     def build(self, input_shape):
         """Builds a subclassed model by calling it on a symbolic input of ``input_shape``."""
         if not self.built:
-            from trainer.shapes import TensorShape  # noqa: PLC0415
-            from trainer.tensor import Tensor  # noqa: PLC0415
-
-            placeholder = nest.map_structure(lambda s: Tensor.symbolic(TensorShape(s).as_tuple(), self._dtype), input_shape) if isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple)) else Tensor.symbolic(TensorShape(input_shape).as_tuple(), self._dtype)
-            self.built = True
-            self._build_input_shape = input_shape
             from trainer.graph.tracing import tracing  # noqa: PLC0415
 
+            self.built = True
+            self._build_input_shape = input_shape
             with tracing(None):  # a shape-only pass: never part of an enclosing trace (fit's traced step)
-                self._call_eager(placeholder, (), {"training": False} if _accepts_training(self) else {})
+                self._call_eager(_placeholders(input_shape, self._dtype), (), {"training": False} if _accepts_training(self) else {})
         self.built = True
 
     def get_config(self) -> dict:
@@ -90,11 +85,18 @@ class Model(Trainer, Layer):
         save_model(self, filepath, overwrite=overwrite, **kwargs)
 
 
-class _NotALayer:
-    """Marker base for tracked objects that are not user-visible layers (none today)."""
-
-
 def _accepts_training(model) -> bool:
     from trainer.keras.layers.base import _call_accepts  # noqa: PLC0415
 
     return _call_accepts(type(model), "training")
+
+
+def _placeholders(input_shape, dtype):
+    """Symbolic inputs for ``input_shape``: one shape, or a list/tuple of shapes for several inputs."""
+    from trainer.shapes import TensorShape  # noqa: PLC0415
+    from trainer.tensor import Tensor  # noqa: PLC0415
+
+    several = isinstance(input_shape, (list, tuple)) and input_shape and isinstance(input_shape[0], (list, tuple, TensorShape))
+    if several:
+        return [Tensor.symbolic(TensorShape(shape).as_tuple(), dtype) for shape in input_shape]
+    return Tensor.symbolic(TensorShape(input_shape).as_tuple(), dtype)
