@@ -16,6 +16,8 @@ import re
 import threading
 from collections import defaultdict
 
+import numpy as np
+
 from trainer import dtypes, nest
 from trainer.context import state
 from trainer.keras import constraints as constraints_module
@@ -230,15 +232,17 @@ class Layer:
                 f"layer '{self.name}' expects {len(params)} weight arrays, got {len(weights)}; "
                 f"its weights are {[w.name for w in params]}"
             )
-        for variable, value in zip(params, weights):
-            value = convert_to_tensor(value, dtype_hint=variable.dtype)
-            if tuple(value.shape) != tuple(variable.shape):
+        # Every shape is checked before anything is assigned: a mismatch leaves all weights unchanged.
+        # Values are cast to each weight's dtype, as Keras does (float64 arrays into float32 weights).
+        arrays = [np.asarray(value.numpy() if isinstance(value, Tensor) else value, dtype=v.dtype.as_numpy_dtype) for v, value in zip(params, weights)]
+        for variable, array in zip(params, arrays):
+            if array.shape != tuple(variable.shape):
                 raise ValueError(
                     f"layer '{self.name}': weight '{variable.name}' has shape {tuple(variable.shape)}, "
-                    f"but the provided array has shape {tuple(value.shape)}"
+                    f"but the provided array has shape {array.shape}"
                 )
-        for variable, value in zip(params, weights):
-            variable.assign(convert_to_tensor(value, dtype=variable.dtype) if not hasattr(value, "dtype") or value.dtype != variable.dtype.as_numpy_dtype else value)
+        for variable, array in zip(params, arrays):
+            variable.assign(array)
 
     def save_weights(self, filepath, overwrite=True) -> None:
         """Writes the weights of this layer and its sublayers to a ``.weights.ember`` file, atomically."""
