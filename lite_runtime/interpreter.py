@@ -1,0 +1,316 @@
+"""``Interpreter``: runs a lite file with TFLite's Python API, in the states load -> allocate -> invoke.
+
+Loading validates the whole file (``reader``) and checks every operator has a kernel. ``allocate_tensors``
+prepares each kernel in order (shapes, parameters, scratch), folds operators whose inputs are all known
+before invoke (constants, or SHAPE of a planned tensor), and lays every other tensor out in one arena
+(``planner``). ``invoke`` then only calls each kernel's ``eval`` on views of that arena.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lite_runtime import planner
+from lite_runtime.errors import LiteFormatError, LiteStateError
+from lite_runtime.kernels import KERNELS, Node, TensorInfo
+from lite_runtime.reader import open_model_bytes, read_model
+
+DEFAULT_MEMORY_LIMIT = 1 << 30
+_ALLOCATE_HINT = "call allocate_tensors() first"
+
+
+class Interpreter:
+    """Runs a lite file (``model_path=`` or ``model_content=``) with NumPy.
+
+    Args:
+        model_path: a lite file, memory-mapped; constant tensors are views of the map.
+        model_content: the file's bytes instead of a path.
+        memory_limit_bytes: the most the arena, scratch and folded tensors may take together.
+
+    Example:
+        >>> interpreter = Interpreter(model_path="mnist.lite")
+        >>> interpreter.allocate_tensors()
+        >>> interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        >>> interpreter.invoke()
+    """
+
+    def __init__(self, model_path=None, model_content=None, memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT):
+        self._data = open_model_bytes(model_path, model_content)
+        self._model = read_model(self._data)
+        for operator in self._model.operators:
+            if operator.code not in KERNELS:
+                raise LiteFormatError(f"lite file: operator {operator.index} ({operator.name}) is not supported by lite_runtime")
+        self._memory_limit = memory_limit_bytes
+        self._shapes = {i: self._model.tensors[i].shape for i in self._model.inputs}
+        self._state = "loaded"
+        self._arrays: dict[int, np.ndarray] = {}
+        self._steps: list = []
+        self.arena_bytes = 0
+
+    # -- planning ---------------------------------------------------------------------------------------
+    def allocate_tensors(self) -> None:
+        """Prepares every kernel for the current input shapes and plans the arena (again after a resize)."""
+        model, used = self._model, [0]
+
+        def allocate(shape, dtype, fill=0):
+            nbytes = math.prod(shape) * dtype.itemsize
+            used[0] += nbytes
+            if used[0] > self._memory_limit:
+                raise LiteFormatError(f"the model needs over {used[0]} bytes, more than the limit of {self._memory_limit}")
+            return np.full(shape, fill, dtype)
+
+        infos: dict[int, TensorInfo] = {}
+        for tensor in model.tensors:
+            if tensor.data is not None and tensor.index not in self._shapes:
+                infos[tensor.index] = TensorInfo(tensor.shape, tensor.dtype, tensor.data, tensor.scales, tensor.zero_points,
+                                                 tensor.quantized_dimension)  # fmt: skip
+        for index, shape in self._shapes.items():
+            tensor = model.tensors[index]
+            infos[index] = TensorInfo(shape, tensor.dtype, None, tensor.scales, tensor.zero_points, tensor.quantized_dimension)
+        pending, producers = [], {}
+        for operator in model.operators:
+            kernel = KERNELS[operator.code]
+            inputs = [None if i == -1 else infos[i] for i in operator.inputs]
+            node = Node(operator.index, operator.name, inputs, len(operator.outputs),
+                        [model.tensors[i].dtype for i in operator.outputs], operator.options, allocate)  # fmt: skip
+            try:
+                outputs, state = kernel.prepare(node)
+            except LiteFormatError:
+                raise
+            except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, OverflowError) as error:
+                raise node.fail(f"cannot prepare: {error}") from error
+            for k, (index, (shape, dtype)) in enumerate(zip(operator.outputs, outputs)):
+                if np.dtype(dtype) != model.tensors[index].dtype:
+                    raise node.fail(f"output {k} (tensor {index}) is {model.tensors[index].dtype} in the file, the kernel computes {dtype}")
+                if math.prod(shape) > 2**31 - 1:
+                    raise node.fail(f"output shape {list(shape)} is too large")
+                infos[index] = TensorInfo(tuple(int(d) for d in shape), np.dtype(dtype))
+            known = all(t is None or t.value is not None for t in inputs) or kernel.shapes_only
+            if known:
+                values = [allocate(infos[i].shape, infos[i].dtype) for i in operator.outputs]
+                ins = [None if t is None else t.value for t in inputs]
+                self._run(operator, kernel.eval, state, ins, values)
+                for index, value in zip(operator.outputs, values):
+                    value.flags.writeable = False
+                    infos[index].value = value
+            else:
+                pending.append((operator, kernel, state))
+                for index in operator.outputs:
+                    producers[index] = len(pending) - 1
+        self._plan(infos, pending, producers, allocate)
+        self._state = "allocated"
+
+    def _plan(self, infos, pending, producers, allocate) -> None:
+        model = self._model
+        last_step = len(pending)
+        lifetimes = {index: [-1, last_step] for index in self._shapes}  # inputs stay readable throughout
+        for index, step in producers.items():
+            lifetimes[index] = [step, step]
+        for step, (operator, _kernel, _state) in enumerate(pending):
+            for index in operator.inputs:
+                if index in lifetimes:
+                    lifetimes[index][1] = max(lifetimes[index][1], step)
+        for index in model.outputs:
+            if index in lifetimes:
+                lifetimes[index][1] = last_step
+        order = sorted(lifetimes)
+        requests = [planner.Request(math.prod(infos[i].shape) * infos[i].dtype.itemsize, *lifetimes[i]) for i in order]
+        offsets, total = planner.plan(requests)
+        arena = allocate((total,), np.dtype(np.uint8))
+        self.arena_bytes = total
+        self.intermediate_bytes = sum(r.size for r in requests)
+        arrays = {}
+        for index, offset, request in zip(order, offsets, requests):
+            info = infos[index]
+            arrays[index] = arena[offset : offset + request.size].view(info.dtype).reshape(info.shape)
+        for index, info in infos.items():
+            if index not in arrays and info.value is not None:
+                arrays[index] = info.value
+        self._arrays, self._arena = arrays, arena
+        self._steps = [
+            (operator, kernel.eval, state, [None if i == -1 else arrays[i] for i in operator.inputs],
+             [arrays[i] for i in operator.outputs])
+            for operator, kernel, state in pending
+        ]  # fmt: skip
+
+    @staticmethod
+    def _run(operator, evaluate, state, inputs, outputs) -> None:
+        try:
+            evaluate(state, inputs, outputs)
+        except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError) as error:
+            raise LiteFormatError(f"operator {operator.index} ({operator.name}) failed: {error}") from error
+
+    # -- running ----------------------------------------------------------------------------------------
+    def _require(self, call: str) -> None:
+        if self._state == "loaded":
+            raise LiteStateError(f"{call} needs planned tensors: {_ALLOCATE_HINT}"
+                                 + (" (the inputs were resized since)" if self._arrays else ""))  # fmt: skip
+
+    def invoke(self) -> None:
+        """Runs every operator once on the tensors set with ``set_tensor``."""
+        self._require("invoke()")
+        with np.errstate(all="ignore"):
+            for operator, evaluate, state, inputs, outputs in self._steps:
+                self._run(operator, evaluate, state, inputs, outputs)
+        self._state = "invoked"
+
+    def set_tensor(self, tensor_index: int, value) -> None:
+        """Copies ``value`` into an input tensor; its shape and dtype must match the planned tensor."""
+        self._require("set_tensor()")
+        if tensor_index not in self._shapes:
+            raise ValueError(f"tensor {tensor_index} is not an input (inputs: {sorted(self._shapes)})")
+        target = self._arrays[tensor_index]
+        value = np.asarray(value)
+        if value.dtype != target.dtype:
+            raise ValueError(f"tensor {tensor_index} expects {target.dtype}, got {value.dtype}")
+        if value.shape != target.shape:
+            raise ValueError(
+                f"tensor {tensor_index} expects shape {list(target.shape)}, got {list(value.shape)}; "
+                "call resize_tensor_input() and allocate_tensors() for another shape"
+            )
+        np.copyto(target, value)
+
+    def get_tensor(self, tensor_index: int) -> np.ndarray:
+        """A copy of a tensor's current value."""
+        return self._array(tensor_index, "get_tensor()").copy()
+
+    def tensor(self, tensor_index: int):
+        """A function returning a view of the tensor's planned buffer (valid until the next allocate_tensors)."""
+        array = self._array(tensor_index, "tensor()")
+        return lambda: array
+
+    def _array(self, tensor_index: int, call: str) -> np.ndarray:
+        self._require(call)
+        if not 0 <= tensor_index < len(self._model.tensors):
+            raise ValueError(f"tensor index {tensor_index} out of range (model has {len(self._model.tensors)} tensors)")
+        if tensor_index not in self._arrays:
+            raise ValueError(f"tensor {tensor_index} is not kept by the plan (it is only an operator's scratch)")
+        return self._arrays[tensor_index]
+
+    def resize_tensor_input(self, input_index: int, tensor_size, strict: bool = False) -> None:
+        """Sets an input's shape (dims that are -1 in its shape_signature may change); re-plans on the next
+        ``allocate_tensors``."""
+        if input_index not in self._shapes:
+            raise ValueError(f"tensor {input_index} is not an input (inputs: {sorted(self._shapes)})")
+        shape = tuple(int(d) for d in tensor_size)
+        tensor = self._model.tensors[input_index]
+        if len(shape) != len(tensor.shape) or any(d < 0 for d in shape):
+            raise ValueError(f"input {input_index} has rank {len(tensor.shape)}, cannot resize to {list(shape)}")
+        if strict and any(s != -1 and s != d for s, d in zip(tensor.shape_signature, shape)):
+            raise ValueError(f"input {input_index} signature {list(tensor.shape_signature)} does not allow {list(shape)}")
+        if shape != self._shapes[input_index]:
+            self._shapes[input_index] = shape
+            self._state = "loaded"
+
+    # -- description ------------------------------------------------------------------------------------
+    def _details(self, index: int) -> dict:
+        tensor = self._model.tensors[index]
+        shape = self._arrays[index].shape if index in self._arrays else self._shapes.get(index, tensor.shape)
+        zero_points = tensor.zero_points.astype(np.int32)
+        return {
+            "name": tensor.name,
+            "index": index,
+            "shape": np.array(shape, np.int32),
+            "shape_signature": np.array(tensor.shape_signature, np.int32),
+            "dtype": tensor.dtype.type,
+            "quantization": (float(tensor.scales[0]) if len(tensor.scales) else 0.0,
+                             int(zero_points[0]) if len(zero_points) else 0),  # fmt: skip
+            "quantization_parameters": {
+                "scales": tensor.scales.copy(),
+                "zero_points": zero_points,
+                "quantized_dimension": tensor.quantized_dimension,
+            },
+            "sparsity_parameters": {},
+        }
+
+    def get_input_details(self) -> list[dict]:
+        """One dict per input, as TFLite's: name, index, shape, shape_signature, dtype, quantization, ..."""
+        return [self._details(i) for i in self._model.inputs]
+
+    def get_output_details(self) -> list[dict]:
+        """One dict per output (see ``get_input_details``)."""
+        return [self._details(i) for i in self._model.outputs]
+
+    def get_signature_list(self) -> dict:
+        """``{key: {"inputs": [names], "outputs": [names]}}`` for each signature of subgraph 0."""
+        return {key: {"inputs": list(s["inputs"]), "outputs": list(s["outputs"])} for key, s in self._model.signatures.items()}
+
+    def get_signature_runner(self, signature_key: str | None = None) -> SignatureRunner:
+        """A callable running one signature with keyword inputs (default: the only one, or serving_default)."""
+        signatures = self._model.signatures
+        if signature_key is None:
+            signature_key = next(iter(signatures)) if len(signatures) == 1 else "serving_default"
+        if signature_key not in signatures:
+            raise ValueError(f"no signature '{signature_key}' (the model has {sorted(signatures)})")
+        return SignatureRunner(self, signatures[signature_key])
+
+    def run(self, inputs):
+        """Runs the model on ``inputs`` (a list in input order, or a dict by signature or tensor name),
+        resizing and re-planning when a shape changes; returns outputs of the same kind (dict or list)."""
+        names = self._input_names()
+        if isinstance(inputs, dict):
+            unknown = set(inputs) - set(names)
+            if unknown:
+                raise ValueError(f"unknown inputs {sorted(unknown)}; the model takes {sorted(names)}")
+            by_index = {names[name]: value for name, value in inputs.items()}
+        else:
+            inputs = list(inputs)
+            if len(inputs) != len(self._model.inputs):
+                raise ValueError(f"the model takes {len(self._model.inputs)} inputs, got {len(inputs)}")
+            by_index = dict(zip(self._model.inputs, inputs))
+        self._feed(by_index)
+        self.invoke()
+        outputs = [self.get_tensor(i) for i in self._model.outputs]
+        if isinstance(inputs, dict):
+            return dict(zip(self._output_names(), outputs))
+        return outputs
+
+    def _feed(self, by_index: dict) -> None:
+        arrays = {}
+        for index, value in by_index.items():
+            value = np.asarray(value)
+            if value.dtype != self._model.tensors[index].dtype:
+                value = value.astype(self._model.tensors[index].dtype)
+            arrays[index] = value
+            self.resize_tensor_input(index, value.shape)
+        if self._state == "loaded":
+            self.allocate_tensors()
+        for index, value in arrays.items():
+            self.set_tensor(index, value)
+
+    def _input_names(self) -> dict[str, int]:
+        signature = self._model.signatures.get("serving_default")
+        names = {self._model.tensors[i].name: i for i in self._model.inputs}
+        if signature:
+            names.update(signature["inputs"])
+        return names
+
+    def _output_names(self) -> list[str]:
+        signature = self._model.signatures.get("serving_default")
+        if signature and sorted(signature["outputs"].values()) == sorted(self._model.outputs):
+            by_index = {index: name for name, index in signature["outputs"].items()}
+            return [by_index[i] for i in self._model.outputs]
+        return [self._model.tensors[i].name for i in self._model.outputs]
+
+
+class SignatureRunner:
+    """One signature of an ``Interpreter``: call it with keyword inputs by signature name; returns a dict."""
+
+    def __init__(self, interpreter: Interpreter, signature: dict):
+        self._interpreter, self._signature = interpreter, signature
+
+    def get_input_details(self) -> dict:
+        return {name: self._interpreter._details(i) for name, i in self._signature["inputs"].items()}
+
+    def get_output_details(self) -> dict:
+        return {name: self._interpreter._details(i) for name, i in self._signature["outputs"].items()}
+
+    def __call__(self, **inputs) -> dict:
+        expected = self._signature["inputs"]
+        if set(inputs) != set(expected):
+            raise ValueError(f"signature inputs are {sorted(expected)}, got {sorted(inputs)}")
+        self._interpreter._feed({expected[name]: value for name, value in inputs.items()})
+        self._interpreter.invoke()
+        return {name: self._interpreter.get_tensor(i) for name, i in self._signature["outputs"].items()}

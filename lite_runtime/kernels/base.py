@@ -1,0 +1,117 @@
+"""What every kernel sees: the ``Node`` handed to ``prepare`` and the ``Kernel`` record of a table entry.
+
+``prepare(node)`` checks shapes, dtypes and options, computes parameters, reserves scratch through
+``node.scratch`` and returns ``(outputs, state)``: each output's (shape, dtype) and whatever ``eval``
+needs. ``eval(state, inputs, outputs)`` only computes, writing into the planned ``outputs`` arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from lite_runtime.errors import LiteFormatError
+from lite_runtime.schema import Activation, Padding
+
+FLOAT32 = np.dtype(np.float32)
+
+
+@dataclass
+class TensorInfo:
+    """A tensor as ``prepare`` sees it: its shape, dtype, quantization and value when known before invoke."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    value: np.ndarray | None = None
+    scales: np.ndarray | None = None
+    zero_points: np.ndarray | None = None
+    quantized_dimension: int = 0
+
+
+class Node:
+    """One operator during ``prepare``: its inputs (None where an optional input is absent) and options."""
+
+    def __init__(self, index: int, name: str, inputs: list, output_count: int, output_dtypes: list, options: dict,
+                 allocate: Callable):  # fmt: skip
+        self.index, self.name, self.inputs, self.options = index, name, inputs, options
+        self.output_count, self.output_dtypes = output_count, output_dtypes
+        self._allocate = allocate
+
+    def fail(self, message: str) -> LiteFormatError:
+        return LiteFormatError(f"operator {self.index} ({self.name}): {message}")
+
+    def check(self, condition, message: str) -> None:
+        if not condition:
+            raise self.fail(message)
+
+    def arity(self, low: int, high: int | None = None, outputs: int = 1) -> None:
+        """Checks the number of inputs (``low``..``high``) and outputs; required inputs must be present."""
+        high = low if high is None else high
+        self.check(low <= len(self.inputs) <= high, f"takes {low}..{high} inputs, got {len(self.inputs)}")
+        self.check(all(t is not None for t in self.inputs[:low]), f"its first {low} inputs are required")
+        self.check(self.output_count == outputs, f"has {self.output_count} outputs, expected {outputs}")
+
+    def input(self, i: int) -> TensorInfo | None:
+        return self.inputs[i] if i < len(self.inputs) else None
+
+    def float_input(self, i: int) -> TensorInfo:
+        tensor = self.inputs[i]
+        self.check(tensor.dtype == FLOAT32, f"input {i} is {tensor.dtype}, expected float32 (only float32 runs here)")
+        return tensor
+
+    def constant(self, i: int, what: str) -> np.ndarray:
+        """The value of input ``i``, which must be known before invoke (a constant or computed from shapes)."""
+        tensor = self.input(i)
+        self.check(tensor is not None and tensor.value is not None, f"{what} (input {i}) must be a constant")
+        return tensor.value
+
+    def option(self, name: str):
+        return self.options[name]
+
+    def scratch(self, shape, dtype=np.float32, fill=0) -> np.ndarray:
+        """A buffer for ``eval`` to reuse on every run, counted against the interpreter's memory limit."""
+        return self._allocate(tuple(int(d) for d in shape), np.dtype(dtype), fill)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """A kernel table entry. ``shapes_only``: its output depends only on input shapes (SHAPE)."""
+
+    prepare: Callable
+    eval: Callable
+    shapes_only: bool = False
+
+
+def normalize_axis(node: Node, axis: int, rank: int) -> int:
+    node.check(-rank <= axis < rank, f"axis {axis} out of range for rank {rank}")
+    return axis % rank
+
+
+def activation(node: Node, code: int):
+    """The in-place function for a fused activation (None for NONE)."""
+    functions = {
+        Activation.NONE: None,
+        Activation.RELU: lambda out: np.maximum(out, 0, out=out),
+        Activation.RELU_N1_TO_1: lambda out: np.clip(out, -1, 1, out=out),
+        Activation.RELU6: lambda out: np.clip(out, 0, 6, out=out),
+        Activation.TANH: lambda out: np.tanh(out, out=out),
+    }
+    node.check(code in functions, f"fused activation {code} is not supported")
+    return functions[code]
+
+
+def window(node: Node, size: int, kernel: int, stride: int, dilation: int, padding: int) -> tuple[int, int, int]:
+    """Output size and (before, after) padding of one spatial dimension, as TFLite computes them."""
+    node.check(stride >= 1 and dilation >= 1 and kernel >= 1, f"stride {stride}, dilation {dilation}, kernel {kernel} must be >= 1")
+    effective = (kernel - 1) * dilation + 1
+    if padding == Padding.SAME:
+        out = math.ceil(size / stride)
+        total = max((out - 1) * stride + effective - size, 0)
+        return out, total // 2, total - total // 2
+    node.check(padding == Padding.VALID, f"padding {padding} is neither SAME (0) nor VALID (1)")
+    out = math.ceil((size - effective + 1) / stride)
+    node.check(out >= 1, f"window {effective} does not fit input size {size} with VALID padding")
+    return out, 0, 0

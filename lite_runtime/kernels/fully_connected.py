@@ -1,0 +1,67 @@
+"""FULLY_CONNECTED and BATCH_MATMUL (float32): one matrix product into the planned output."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lite_runtime.kernels.base import FLOAT32, Kernel, Node, activation
+from lite_runtime.schema import BuiltinOperator as Op
+
+
+def _prepare_fully_connected(node: Node):
+    node.arity(2, 3)
+    x, weights = node.float_input(0), node.float_input(1)
+    bias = node.input(2)
+    node.check(node.option("weights_format") == 0, "only the DEFAULT weights format is supported")
+    node.check(len(weights.shape) == 2, f"weights must be [out, in], got {list(weights.shape)}")
+    units, depth = weights.shape
+    size = math.prod(x.shape)
+    node.check(depth > 0 and x.shape and size % depth == 0, f"input {list(x.shape)} does not divide into rows of {depth}")
+    if node.option("keep_num_dims"):
+        node.check(x.shape[-1] == depth, f"input last dim {x.shape[-1]}, expected {depth}")
+        shape = (*x.shape[:-1], units)
+    else:
+        shape = (size // depth, units)
+    if bias is not None:
+        node.check(bias.dtype == FLOAT32 and bias.shape == (units,), f"bias {list(bias.shape)}, expected [{units}]")
+    return [(shape, FLOAT32)], (size // depth, depth, units, bias is not None, activation(node, node.option("fused_activation_function")))
+
+
+def _eval_fully_connected(state, inputs, outputs):
+    rows, depth, units, has_bias, act = state
+    out = outputs[0].reshape(rows, units)
+    np.matmul(inputs[0].reshape(rows, depth), inputs[1].T, out=out)
+    if has_bias:
+        np.add(out, inputs[2], out=out)
+    if act is not None:
+        act(out)
+
+
+def _prepare_batch_matmul(node: Node):
+    node.arity(2)
+    a, b = node.float_input(0), node.float_input(1)
+    node.check(len(a.shape) >= 2 and len(b.shape) >= 2, f"operands {list(a.shape)}, {list(b.shape)} need rank >= 2")
+    adj_x, adj_y = node.option("adj_x"), node.option("adj_y")
+    rows, inner = (a.shape[-1], a.shape[-2]) if adj_x else a.shape[-2:]
+    inner_b, cols = (b.shape[-1], b.shape[-2]) if adj_y else b.shape[-2:]
+    node.check(inner == inner_b, f"inner dims differ: {list(a.shape)} x {list(b.shape)} (adj_x={adj_x}, adj_y={adj_y})")
+    try:
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise node.fail(f"batch dims {list(a.shape[:-2])} and {list(b.shape[:-2])} do not broadcast") from None
+    return [((*batch, rows, cols), FLOAT32)], (adj_x, adj_y)
+
+
+def _eval_batch_matmul(state, inputs, outputs):
+    adj_x, adj_y = state
+    a = np.swapaxes(inputs[0], -1, -2) if adj_x else inputs[0]
+    b = np.swapaxes(inputs[1], -1, -2) if adj_y else inputs[1]
+    np.matmul(a, b, out=outputs[0])
+
+
+KERNELS = {
+    Op.FULLY_CONNECTED: Kernel(_prepare_fully_connected, _eval_fully_connected),
+    Op.BATCH_MATMUL: Kernel(_prepare_batch_matmul, _eval_batch_matmul),
+}

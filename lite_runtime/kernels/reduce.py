@@ -1,0 +1,66 @@
+"""Reductions over constant axes: MEAN, SUM, REDUCE_MAX, REDUCE_MIN, REDUCE_PROD; SOFTMAX and LOG_SOFTMAX."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lite_runtime.kernels.base import FLOAT32, Kernel, Node, normalize_axis
+from lite_runtime.schema import BuiltinOperator as Op
+
+
+def _reducer(function):
+    def prepare(node: Node):
+        node.arity(2)
+        x = node.inputs[0]
+        node.check(x.dtype in (np.float32, np.int32, np.int64), f"input is {x.dtype}, expected float32, int32 or int64")
+        axes = node.constant(1, "axes").reshape(-1)
+        node.check(axes.dtype.kind == "i", f"axes are {axes.dtype}, expected int32")
+        axes = tuple(sorted({normalize_axis(node, int(a), len(x.shape)) for a in axes}))
+        keep = node.option("keep_dims")
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
+        node.check(function not in (np.max, np.min) or all(x.shape[a] > 0 for a in axes), "reducing an empty axis")
+        return [(shape, x.dtype)], (axes, keep)
+
+    def evaluate(state, inputs, outputs):
+        axes, keep = state
+        function(inputs[0], axis=axes, keepdims=keep, out=outputs[0])
+
+    return Kernel(prepare, evaluate)
+
+
+def _prepare_softmax(node: Node, log: bool):
+    node.arity(1)
+    x = node.float_input(0)
+    node.check(len(x.shape) >= 1 and x.shape[-1] > 0, f"input {list(x.shape)} has no last axis to normalize")
+    reduced = node.scratch((*x.shape[:-1], 1))
+    beta = np.float32(1.0 if log else node.option("beta"))
+    return [(x.shape, FLOAT32)], (reduced, beta, log)
+
+
+def _eval_softmax(state, inputs, outputs):
+    reduced, beta, log = state
+    out = outputs[0]
+    np.max(inputs[0], axis=-1, keepdims=True, out=reduced)
+    np.subtract(inputs[0], reduced, out=out)
+    np.multiply(out, beta, out=out)
+    if log:
+        np.exp(out, out=out)
+        np.sum(out, axis=-1, keepdims=True, out=reduced)
+        np.log(reduced, out=reduced)
+        np.subtract(inputs[0], np.max(inputs[0], axis=-1, keepdims=True), out=out)
+        np.subtract(out, reduced, out=out)
+        return
+    np.exp(out, out=out)
+    np.sum(out, axis=-1, keepdims=True, out=reduced)
+    np.divide(out, reduced, out=out)
+
+
+KERNELS = {
+    Op.MEAN: _reducer(np.mean),
+    Op.SUM: _reducer(np.sum),
+    Op.REDUCE_MAX: _reducer(np.max),
+    Op.REDUCE_MIN: _reducer(np.min),
+    Op.REDUCE_PROD: _reducer(np.prod),
+    Op.SOFTMAX: Kernel(lambda node: _prepare_softmax(node, False), _eval_softmax),
+    Op.LOG_SOFTMAX: Kernel(lambda node: _prepare_softmax(node, True), _eval_softmax),
+}

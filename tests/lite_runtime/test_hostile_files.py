@@ -1,0 +1,71 @@
+"""Truncated and corrupted lite files only ever raise LiteFormatError, or load and run cleanly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lite_runtime
+import trainer as tf
+from exporter.lite import to_lite
+
+L = tf.keras.layers
+
+
+@pytest.fixture(scope="module")
+def valid_file() -> bytes:
+    tf.keras.utils.set_random_seed(3)
+    model = tf.keras.Sequential([tf.keras.Input((6, 6, 2)), L.Conv2D(3, 3, activation="relu"), L.MaxPooling2D(),
+                                 L.Flatten(), L.Dense(4, activation="softmax")])  # fmt: skip
+    return to_lite(model)
+
+
+def _load_and_run(data: bytes) -> None:
+    try:
+        interpreter = lite_runtime.Interpreter(model_content=data, memory_limit_bytes=8 << 20)
+        interpreter.allocate_tensors()
+        for detail in interpreter.get_input_details():
+            interpreter.set_tensor(detail["index"], np.ones(detail["shape"], detail["dtype"]))
+        interpreter.invoke()
+        for detail in interpreter.get_output_details():
+            interpreter.get_tensor(detail["index"])
+    except lite_runtime.LiteFormatError:
+        pass
+
+
+def test_the_valid_file_runs(valid_file):
+    interpreter = lite_runtime.Interpreter(model_content=valid_file)
+    (output,) = interpreter.run([np.ones((2, 6, 6, 2), np.float32)])
+    np.testing.assert_allclose(output.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_truncations_raise_lite_format_error(valid_file):
+    lengths = sorted(set(range(0, len(valid_file), max(1, len(valid_file) // 400))) | set(range(0, 64)))
+    rejected = 0
+    for length in lengths:
+        try:
+            lite_runtime.Interpreter(model_content=valid_file[:length]).allocate_tensors()
+        except lite_runtime.LiteFormatError:
+            rejected += 1
+    # a cut inside trailing padding or unreferenced metadata still leaves a sound model
+    assert rejected >= len(lengths) - 8
+    for length in range(0, 64):
+        with pytest.raises(lite_runtime.LiteFormatError):
+            lite_runtime.Interpreter(model_content=valid_file[:length])
+
+
+def test_error_names_the_bad_field(valid_file):
+    with pytest.raises(lite_runtime.LiteFormatError, match="identifier"):
+        lite_runtime.Interpreter(model_content=valid_file[:4] + b"XXXX" + valid_file[8:])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_byte_flips_raise_only_lite_format_error(valid_file, data):
+    corrupted = bytearray(valid_file)
+    for _ in range(data.draw(st.integers(1, 8))):
+        position = data.draw(st.integers(0, len(corrupted) - 1))
+        corrupted[position] = data.draw(st.integers(0, 255))
+    _load_and_run(bytes(corrupted))

@@ -1,0 +1,188 @@
+"""lite_runtime.Interpreter against real LiteRT on exported Keras models and TensorFlow's own file."""
+
+from __future__ import annotations
+
+import pathlib
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import lite_runtime
+import trainer as tf
+from exporter.lite import to_lite
+
+litert = pytest.importorskip("ai_edge_litert.interpreter")
+L = tf.keras.layers
+FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
+
+
+def _mlp():
+    return tf.keras.Sequential([tf.keras.Input((28, 28)), L.Flatten(), L.Dense(32, activation="relu"),
+                                L.Dense(10, activation="softmax")])  # fmt: skip
+
+
+def _cnn():
+    return tf.keras.Sequential([tf.keras.Input((12, 12, 3)), L.Conv2D(8, 3, activation="relu", padding="same"),
+                                L.MaxPooling2D(), L.Conv2D(4, 3, strides=2), L.Flatten(),
+                                L.Dense(10, activation="softmax")])  # fmt: skip
+
+
+def _depthwise():
+    return tf.keras.Sequential([tf.keras.Input((11, 11, 3)), L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+                                L.AveragePooling2D(padding="same"), L.Conv2D(5, 3, dilation_rate=2, activation="relu6"),
+                                L.GlobalAveragePooling2D(), L.Dense(4)])  # fmt: skip
+
+
+def _functional():
+    inputs = tf.keras.Input((8,))
+    a, b = L.Dense(6)(inputs), L.Dense(6, activation="tanh")(inputs)
+    merged = L.Concatenate()([L.Add()([a, b]), a])
+    return tf.keras.Model(inputs, L.Dense(3)(L.BatchNormalization()(merged)))
+
+
+MODELS = {"mlp": (_mlp, (28, 28)), "cnn": (_cnn, (12, 12, 3)), "depthwise": (_depthwise, (11, 11, 3)),
+          "functional": (_functional, (8,))}  # fmt: skip
+
+
+def _reference(data: bytes, x: np.ndarray) -> np.ndarray:
+    interpreter = litert.Interpreter(model_content=data)
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+@pytest.fixture(scope="module")
+def exported():
+    tf.keras.utils.set_random_seed(7)
+    return {name: to_lite(build()) for name, (build, _shape) in MODELS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_matches_litert_at_batch_1_and_5(exported, name, rng):
+    data, shape = exported[name], MODELS[name][1]
+    interpreter = lite_runtime.Interpreter(model_content=data)
+    index = interpreter.get_input_details()[0]["index"]
+    for batch in (1, 5):
+        x = rng.standard_normal((batch, *shape)).astype(np.float32)
+        interpreter.resize_tensor_input(index, x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        output = interpreter.get_output_details()[0]
+        got = interpreter.get_tensor(output["index"])
+        np.testing.assert_allclose(got, _reference(data, x), atol=1e-5, rtol=1e-5)
+        assert tuple(output["shape"]) == got.shape and got.shape[0] == batch
+
+
+def test_model_path_memory_maps_and_details_match_litert(exported, tmp_path):
+    path = tmp_path / "mlp.lite"
+    path.write_bytes(exported["mlp"])
+    ours, theirs = lite_runtime.Interpreter(model_path=str(path)), litert.Interpreter(model_path=str(path))
+    ours.allocate_tensors()
+    theirs.allocate_tensors()
+    for mine, reference in zip(ours.get_input_details() + ours.get_output_details(),
+                               theirs.get_input_details() + theirs.get_output_details()):  # fmt: skip
+        for key in ("name", "index", "dtype", "quantization"):
+            assert mine[key] == reference[key], key
+        np.testing.assert_array_equal(mine["shape"], reference["shape"])
+        np.testing.assert_array_equal(mine["shape_signature"], reference["shape_signature"])
+        assert mine["quantization_parameters"]["quantized_dimension"] == 0
+    assert ours.get_signature_list() == theirs.get_signature_list()
+
+
+def test_tensorflow_converter_file_matches_its_litert_outputs():
+    interpreter = lite_runtime.Interpreter(model_path=str(FIXTURES / "tf_small_mlp.tflite"))
+    expected = np.load(FIXTURES / "tf_small_mlp.npz")
+    (got,) = interpreter.run([expected["inputs"]])
+    np.testing.assert_allclose(got, expected["outputs"], atol=1e-5, rtol=1e-5)
+    runner = interpreter.get_signature_runner("serving_default")
+    outputs = runner(keras_tensor=expected["inputs"][:1])
+    np.testing.assert_allclose(outputs["output_0"], expected["outputs"][:1], atol=1e-5, rtol=1e-5)
+
+
+def test_signature_runner_and_run_with_names(exported, rng):
+    data = exported["functional"]
+    interpreter = lite_runtime.Interpreter(model_content=data)
+    signature = interpreter.get_signature_list()["serving_default"]
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    outputs = interpreter.get_signature_runner()(**{signature["inputs"][0]: x})
+    assert list(outputs) == signature["outputs"]
+    np.testing.assert_allclose(outputs[signature["outputs"][0]], _reference(data, x), atol=1e-5, rtol=1e-5)
+    by_name = interpreter.run({signature["inputs"][0]: x})
+    np.testing.assert_array_equal(by_name[signature["outputs"][0]], outputs[signature["outputs"][0]])
+    with pytest.raises(ValueError, match="signature inputs"):
+        interpreter.get_signature_runner()(wrong=x)
+
+
+def test_calls_out_of_order_name_the_missing_step(exported):
+    interpreter = lite_runtime.Interpreter(model_content=exported["mlp"])
+    index = interpreter.get_input_details()[0]["index"]
+    with pytest.raises(lite_runtime.LiteStateError, match="allocate_tensors"):
+        interpreter.set_tensor(index, np.zeros((1, 28, 28), np.float32))
+    with pytest.raises(lite_runtime.LiteStateError, match="allocate_tensors"):
+        interpreter.invoke()
+    interpreter.allocate_tensors()
+    interpreter.resize_tensor_input(index, (2, 28, 28))
+    with pytest.raises(lite_runtime.LiteStateError, match="resized"):
+        interpreter.invoke()
+    interpreter.allocate_tensors()
+    with pytest.raises(ValueError, match="expects shape"):
+        interpreter.set_tensor(index, np.zeros((1, 28, 28), np.float32))
+
+
+def test_tensor_returns_a_live_view(exported, rng):
+    interpreter = lite_runtime.Interpreter(model_content=exported["mlp"])
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+    interpreter.tensor(input_index)()[...] = rng.standard_normal((1, 28, 28))
+    interpreter.invoke()
+    np.testing.assert_array_equal(interpreter.tensor(output_index)(), interpreter.get_tensor(output_index))
+    np.testing.assert_allclose(interpreter.get_tensor(output_index).sum(), 1.0, rtol=1e-5)
+
+
+def test_arena_reuses_memory_between_intermediates(exported):
+    interpreter = lite_runtime.Interpreter(model_content=exported["cnn"])
+    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], (4, 12, 12, 3))
+    interpreter.allocate_tensors()
+    assert 0 < interpreter.arena_bytes < interpreter.intermediate_bytes
+
+
+def test_invoke_does_not_grow_memory(exported, rng):
+    interpreter = lite_runtime.Interpreter(model_content=exported["cnn"])
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], rng.standard_normal((1, 12, 12, 3)).astype(np.float32))
+    interpreter.invoke()
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            interpreter.invoke()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            interpreter.invoke()
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 4096
+    assert peak - before < 64 * 1024  # no per-invoke buffers of tensor size (the conv output alone is 4.6 kB)
+
+
+def test_elementwise_reduce_and_slice_ops_match_litert(rng):
+    @tf.function(input_signature=[tf.TensorSpec([None, 4, 6], tf.float32)])
+    def mixed(x):
+        y = tf.exp(x) + tf.sqrt(tf.abs(x)) * tf.math.rsqrt(tf.square(x) + 1.0) - tf.math.log(tf.abs(x) + 1.0)
+        y = tf.transpose(y, [0, 2, 1])
+        y = tf.nn.leaky_relu(y, 0.2) + tf.nn.gelu(y) + tf.nn.sigmoid(y) + tf.nn.relu6(y) + tf.tanh(y)
+        y = tf.maximum(y, -1.0) / (tf.minimum(y, 2.0) + 3.0)
+        z = tf.reduce_sum(y, axis=1) + tf.reduce_mean(y, axis=-1, keepdims=False)[:, :1]
+        return tf.nn.softmax(tf.concat([z, tf.reshape(y, [-1, 24])[:, ::3]], axis=1))
+
+    data = to_lite(mixed)
+    for batch in (1, 3):
+        x = rng.standard_normal((batch, 4, 6)).astype(np.float32)
+        (got,) = lite_runtime.Interpreter(model_content=data).run([x])
+        np.testing.assert_allclose(got, _reference(data, x), atol=1e-5, rtol=1e-5)
