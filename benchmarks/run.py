@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmarks import common  # noqa: F401 - pins threads before numpy, TensorFlow or PyTorch load
 
-SUITES = ("training", "export")
+SUITES = ("training", "export", "inference")
 
 
 def main(argv=None) -> int:
