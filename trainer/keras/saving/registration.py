@@ -1,7 +1,7 @@
 """The one registration decorator: every public Keras-style class is exported and made loadable here.
 
 Loading a saved model may construct only names registered in this table (or passed explicitly in
-``custom_objects``) — that, not pickle, is what makes loading safe.
+``custom_objects``) — no serialized Python objects, ever — is what makes loading safe.
 """
 
 from __future__ import annotations
