@@ -1,7 +1,7 @@
 """The one registration decorator: every public Keras-style class is exported and made loadable here.
 
-Loading a saved model may construct only names registered in this table (or passed explicitly in
-``custom_objects``) — no serialized Python objects, ever — is what makes loading safe.
+Loading a saved model constructs only names registered in this table (or passed explicitly in
+``custom_objects``), never serialized Python objects: that is what makes loading safe.
 """
 
 from __future__ import annotations
