@@ -153,7 +153,9 @@ class Trainer:
             self._maybe_build(first[0] if isinstance(first, tuple) and len(first) == 3 else unpack(first)[0])
         train_function = self.make_train_function()
         logs = {}
+        self._initial_epoch = None  # BackupAndRestore sets it in on_train_begin to resume a crashed fit
         callback_list.on_train_begin()
+        initial_epoch = self._initial_epoch or initial_epoch
         for epoch in range(initial_epoch, epochs):
             self.reset_metrics()
             callback_list.on_epoch_begin(epoch)
@@ -162,7 +164,7 @@ class Trainer:
                 if class_weight is not None:
                     batch = _apply_class_weight(batch, class_weight)
                 logs = _floats(train_function(batch))
-                if not math.isfinite(logs["loss"]):
+                if not math.isfinite(logs["loss"]) and not callback_list.handles_non_finite_loss:
                     self._raise_non_finite(batch, epoch, step, logs["loss"])
                 callback_list.on_train_batch_end(step, logs)
                 if self.stop_training:

@@ -1,0 +1,208 @@
+"""Callbacks that write the model to disk during ``fit``: ``ModelCheckpoint`` and ``BackupAndRestore``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from trainer.keras.callbacks.base import Callback
+from trainer.keras.callbacks.monitor import MonitorCallback
+from trainer.keras.saving.registration import keras_serializable
+
+_MODEL_SUFFIX, _WEIGHTS_SUFFIX = ".ember", ".weights.ember"
+
+
+def _check_save_freq(save_freq, owner: str):
+    if save_freq != "epoch" and not (isinstance(save_freq, int) and not isinstance(save_freq, bool) and save_freq > 0):
+        raise ValueError(f"{owner}: save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}")
+    return save_freq
+
+
+@keras_serializable("callbacks")
+class ModelCheckpoint(MonitorCallback):
+    """Saves the model (or its weights) every epoch or every ``save_freq`` batches, optionally only when it improves.
+
+    Args:
+        filepath: the file to write; may hold ``str.format`` fields filled with ``epoch`` (counted from 1,
+            as Keras names files), ``batch`` and the logs: ``"ckpt-{epoch:02d}-{val_loss:.2f}.ember"``.
+            Ends in ".ember" (``model.save``) or, with ``save_weights_only``, ".weights.ember".
+        monitor: the metric that ``save_best_only`` compares.
+        save_best_only: write only when ``monitor`` improves on the best value so far.
+        save_weights_only: ``model.save_weights`` instead of ``model.save``.
+        mode: "min", "max" or "auto" (inferred from the metric's name).
+        save_freq: "epoch", or an integer number of batches.
+        initial_value_threshold: the best value to beat at the start (``save_best_only`` only).
+
+    Example:
+        >>> best = tf.keras.callbacks.ModelCheckpoint("best.ember", monitor="val_accuracy", save_best_only=True)
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False, mode="auto", save_freq="epoch", initial_value_threshold=None):
+        super().__init__(monitor, mode, initial_best=initial_value_threshold)
+        self.filepath = os.fspath(filepath)
+        self.verbose, self.save_best_only, self.save_weights_only = verbose, save_best_only, save_weights_only
+        self.save_freq = _check_save_freq(save_freq, "ModelCheckpoint")
+        if save_weights_only and not self.filepath.endswith(_WEIGHTS_SUFFIX):
+            raise ValueError(f"ModelCheckpoint: with save_weights_only=True the filepath must end in '{_WEIGHTS_SUFFIX}', got {self.filepath!r}")
+        if not save_weights_only and (not self.filepath.endswith(_MODEL_SUFFIX) or self.filepath.endswith(_WEIGHTS_SUFFIX)):
+            raise ValueError(
+                f"ModelCheckpoint: the filepath must end in '{_MODEL_SUFFIX}' (or '{_WEIGHTS_SUFFIX}' with "
+                f"save_weights_only=True), got {self.filepath!r}"
+            )
+        self._batches_seen = 0
+        self._current_epoch = 0
+
+    def _reset(self):
+        super()._reset()
+        self._batches_seen = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_seen += 1
+        if self._batches_seen % self.save_freq == 0:
+            self._save(self._current_epoch, batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs)
+
+    def _save(self, epoch, batch, logs):
+        logs = dict(logs or {})
+        path = self._path(epoch, batch, logs)
+        if self.save_best_only:
+            current = self._current(logs)
+            if current is None:
+                return
+            if not self._is_improvement(current, self.best):
+                if self.verbose > 0:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5f}")
+                return
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {current:.5f}, saving model to {path}")
+            self.best = float(current)
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        if self.save_weights_only:
+            self.model.save_weights(path, overwrite=True)
+        else:
+            self.model.save(path, overwrite=True)
+
+    def _path(self, epoch, batch, logs) -> str:
+        fields = {**logs, "epoch": epoch + 1}
+        if batch is not None:
+            fields["batch"] = batch
+        try:
+            return self.filepath.format(**fields)
+        except KeyError as error:
+            raise KeyError(
+                f"ModelCheckpoint: filepath {self.filepath!r} names {{{error.args[0]}}}, which is not in the logs; "
+                f"available fields: {', '.join(sorted(fields))}"
+            ) from None
+
+
+@keras_serializable("callbacks")
+class BackupAndRestore(Callback):
+    """Backs up the model, the optimizer and the epoch, so that a ``fit`` interrupted by a crash resumes.
+
+    Every epoch (or every ``save_freq`` batches) the weights, the optimizer's variables and the number of
+    finished epochs go into ``backup_dir``. A later ``fit`` with the same callback restores them and
+    continues from the next epoch (a batch-level backup taken mid-epoch resumes at the start of that epoch,
+    with the weights it saved, as Keras 3 does). A ``fit`` that ends normally deletes the backup (unless
+    ``delete_checkpoint=False``).
+
+    Args:
+        backup_dir: the folder for the backup (created when needed; use one per training job).
+        save_freq: "epoch", an integer number of batches, or False (no backups, only restore).
+        delete_checkpoint: delete the backup when training finishes.
+
+    Example:
+        >>> backup = tf.keras.callbacks.BackupAndRestore("/tmp/backup")
+        >>> model.fit(x, y, epochs=10, callbacks=[backup])  # rerun the same line after a crash
+    """
+
+    _STATE, _WEIGHTS, _OPTIMIZER = "training_state.json", "model.weights.ember", "optimizer.npz"
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("BackupAndRestore: backup_dir must be a non-empty folder path")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq if save_freq is False else _check_save_freq(save_freq, "BackupAndRestore")
+        self.delete_checkpoint = delete_checkpoint
+        self._checkpoint = os.path.join(self.backup_dir, "checkpoint")
+        self._current_epoch = self._batches_seen = 0
+
+    def on_train_begin(self, logs=None):
+        self._batches_seen = 0
+        folder = self._latest()
+        if folder is None:
+            return
+        with open(os.path.join(folder, self._STATE), encoding="utf-8") as file:
+            state = json.load(file)
+        self.model.load_weights(os.path.join(folder, self._WEIGHTS))
+        optimizer = getattr(self.model, "optimizer", None)
+        optimizer_path = os.path.join(folder, self._OPTIMIZER)
+        if optimizer is not None and os.path.exists(optimizer_path):
+            if not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            with np.load(optimizer_path, allow_pickle=False) as arrays:
+                optimizer.load_own_variables({key: arrays[key] for key in arrays.files})
+        # fit reads this after on_train_begin and starts its epoch loop there (Keras 3's protocol).
+        self.model._initial_epoch = int(state["epoch"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if isinstance(self.save_freq, int) and self.save_freq is not False:
+            self._batches_seen += 1
+            if self._batches_seen % self.save_freq == 0:
+                # A backup after an epoch's last batch resumes with the next epoch; any other, with this one.
+                finished = self.params.get("steps") is not None and batch + 1 == self.params["steps"]
+                self._backup(self._current_epoch + 1 if finished else self._current_epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._backup(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and os.path.isdir(self.backup_dir):
+            for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
+                shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)
+
+    def _latest(self):
+        # A crash between the two renames of _backup leaves only the previous backup, as checkpoint.old.
+        for folder in (self._checkpoint, self._checkpoint + ".old"):
+            if os.path.exists(os.path.join(folder, self._STATE)):
+                return folder
+        return None
+
+    def _backup(self, next_epoch: int) -> None:
+        """Writes a complete backup into a fresh folder, then swaps it in, so a crash never leaves half of one."""
+        staging = self._checkpoint + ".tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
+        self.model.save_weights(os.path.join(staging, self._WEIGHTS))
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            store = {}
+            optimizer.save_own_variables(store)
+            np.savez(os.path.join(staging, self._OPTIMIZER), **store)
+        with open(os.path.join(staging, self._STATE), "w", encoding="utf-8") as file:
+            json.dump({"epoch": next_epoch}, file)
+        old = self._checkpoint + ".old"
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(self._checkpoint):
+            os.replace(self._checkpoint, old)
+        os.replace(staging, self._checkpoint)
+        shutil.rmtree(old, ignore_errors=True)
