@@ -22,6 +22,7 @@ test: $(STAMP)
 # The peers (TensorFlow, PyTorch, LiteRT, onnxruntime) are large: they live in their own environment.
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
+	npm install --no-audit --no-fund --silent  # onnxruntime-web, the web suite's peer
 	$(PY) -m benchmarks.run
 
 clean:

@@ -24,10 +24,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="export a saved model to a lite (TFLite-schema) or ONNX file")
     export.add_argument("model", help="a saved model file (model.save('m.ember'))")
-    export.add_argument("-o", "--output", required=True, help="the file to write (.lite or .onnx)")
+    export.add_argument("-o", "--output", required=True, help="the file to write (.lite or .onnx), or the folder for --format web")
     export.add_argument("--format", choices=("lite", "onnx", "web"), help="default: from the output's extension")
     export.add_argument("--quantize", choices=("none", "dynamic", "int8", "float16"), default="none")
     export.add_argument("--calibration", help="a .npy file of sample inputs (verification inputs; calibration for int8)")
+    export.add_argument("--report", metavar="DIR", help="with --quantize: write the per-layer error table and chart to DIR")
     export.add_argument("--check", action="store_true", help="only list what cannot be exported; write nothing")
     export.add_argument("--no-verify", action="store_true", help="skip comparing the file with the model")
 
@@ -115,18 +116,20 @@ def _export(arguments) -> int:
     output = Path(arguments.output)
     kind = arguments.format or {".lite": "lite", ".tflite": "lite", ".onnx": "onnx"}.get(output.suffix.lower())
     if kind is None:
-        raise UsageError(f"cannot tell the format from {output.name!r}: pass --format lite|onnx")
-    if kind == "web":
-        raise UsageError("--format web is not available yet in this version of emberflow; use lite or onnx")
-    if arguments.quantize != "none":
-        raise UsageError(f"--quantize {arguments.quantize} is not available yet in this version of emberflow; use --quantize none")
+        raise UsageError(f"cannot tell the format from {output.name!r}: pass --format lite|onnx|web")
+    if arguments.quantize != "none" and kind not in ("lite", "web"):
+        raise UsageError(f"--quantize {arguments.quantize} is available for lite files and web bundles only; use --quantize none for {kind}")
+    if arguments.quantize == "int8" and arguments.calibration is None:
+        raise UsageError("--quantize int8 needs --calibration x.npy: a few hundred typical inputs to measure activation ranges")
+    if arguments.report and arguments.quantize == "none":
+        raise UsageError("--report compares a quantized file with the float model: pass --quantize dynamic|int8|float16")
     total = 2 if arguments.no_verify else 3
     _progress(1, total, f"loading {arguments.model}")
     model = _load_model(arguments.model)
     calibration = _load_array(arguments.calibration, "calibration")
     from exporter import check  # noqa: PLC0415
 
-    problems = check(model, targets=(kind,))
+    problems = check(model, targets=("lite" if kind == "web" else kind,))  # a web bundle carries a lite file
     if problems:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
@@ -135,20 +138,63 @@ def _export(arguments) -> int:
         print(f"every op of '{model.name}' can be exported to {kind}")
         return EXIT_OK
     _progress(2, total, f"writing {output} ({kind})")
+    if kind == "web":
+        return _export_web(arguments, model, calibration, total)
     output.parent.mkdir(parents=True, exist_ok=True)
     if kind == "lite":
         from exporter.lite import to_lite  # noqa: PLC0415
 
-        to_lite(model, output)
+        int8_calibration = calibration if arguments.quantize == "int8" else None
+        to_lite(model, output, quantize=arguments.quantize, calibration=int8_calibration)
     else:
         from exporter.onnx import to_onnx  # noqa: PLC0415
 
         to_onnx(model, output)
     print(f"      {output.stat().st_size:,} bytes")
+    if arguments.report:
+        _write_quantization_report(model, output, _sample_inputs(model, calibration), Path(arguments.report))
     if arguments.no_verify:
         return EXIT_OK
     _progress(3, total, "verifying against the model")
-    return _print_verification(model, [output], _sample_inputs(model, calibration), None)
+    from exporter.verify import QUANTIZED_TOLERANCE  # noqa: PLC0415
+
+    tolerance = QUANTIZED_TOLERANCE[arguments.quantize]
+    return _print_verification(model, [output], _sample_inputs(model, calibration), None, tolerance)
+
+
+def _export_web(arguments, model, calibration, total: int) -> int:
+    """``--format web``: the demo page, the JS runtime, the lite file and its manifest in the folder ``-o``."""
+    from web_export import bundle  # noqa: PLC0415
+    from web_export.bundle import MODEL_FILE  # noqa: PLC0415
+
+    output = Path(arguments.output)
+    int8_calibration = calibration if arguments.quantize == "int8" else None
+    manifest = bundle(model, output, quantize=arguments.quantize, calibration=int8_calibration)
+    lite_file = output / MODEL_FILE
+    print(f"      {lite_file}: {manifest['model']['bytes']:,} bytes; see the page with: python -m http.server --directory {output}")
+    if arguments.report:
+        _write_quantization_report(model, lite_file, _sample_inputs(model, calibration), Path(arguments.report))
+    if arguments.no_verify:
+        return EXIT_OK
+    _progress(3, total, "verifying against the model")
+    from exporter.verify import QUANTIZED_TOLERANCE  # noqa: PLC0415
+
+    tolerance = QUANTIZED_TOLERANCE[arguments.quantize]
+    return _print_verification(model, [lite_file], _sample_inputs(model, calibration), None, tolerance)
+
+
+def _write_quantization_report(model, output: Path, inputs, folder: Path) -> None:
+    """Writes ``quantization_report.txt`` and ``.png`` (the per-layer error) to ``folder``; prints the table."""
+    from exporter.files import write_atomically  # noqa: PLC0415
+    from exporter.quantize import quantization_report  # noqa: PLC0415
+
+    report = quantization_report(model, inputs, output)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = report.table()
+    write_atomically(str(folder / "quantization_report.txt"), (table + "\n").encode())
+    report.plot(folder / "quantization_report.png")
+    print(table)
+    print(f"      worst layers: {', '.join(layer.tensor for layer in report.worst())}; report in {folder}")
 
 
 def _inspect(arguments) -> int:
@@ -171,11 +217,11 @@ def _verify(arguments) -> int:
     return _print_verification(model, arguments.files, inputs, labels)
 
 
-def _print_verification(model, files, inputs, labels) -> int:
-    from exporter.verify import format_table, verify_file  # noqa: PLC0415
+def _print_verification(model, files, inputs, labels, tolerance=None) -> int:
+    from exporter.verify import FLOAT_TOLERANCE, format_table, verify_file  # noqa: PLC0415
 
     reference = model.predict(inputs, verbose=0)
-    rows = [verify_file(reference, path, inputs, labels) for path in files]
+    rows = [verify_file(reference, path, inputs, labels, tolerance or FLOAT_TOLERANCE) for path in files]
     print(format_table(rows))
     return EXIT_OK if all(row.passed for row in rows) else EXIT_VERIFY_FAILED
 

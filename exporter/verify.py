@@ -13,8 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from exporter.errors import ExportError
+from exporter.quantize.params import dequantize, quantize_affine
 
 FLOAT_TOLERANCE = 1e-4  # relative: what a float32 export may differ by before verification fails
+# The same, relative to the outputs' largest magnitude, for quantized lite files: float16 weights keep
+# ~3 significant digits; int8 steps are 1/255 of a range (a softmax output's own step is 1/256), and a
+# few steps of rounding accumulated through the layers stay well inside these bounds.
+QUANTIZED_TOLERANCE = {"none": FLOAT_TOLERANCE, "float16": 1e-2, "dynamic": 0.1, "int8": 0.25}
 
 
 @dataclass
@@ -64,9 +69,20 @@ def run_file(path, inputs: np.ndarray) -> np.ndarray:
     if tuple(detail["shape"]) != inputs.shape:
         interpreter.resize_tensor_input(detail["index"], inputs.shape)
     interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], inputs.astype(detail["dtype"]))
+    interpreter.set_tensor(detail["index"], _to_input_type(inputs, detail))
     interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    output = interpreter.get_output_details()[0]
+    values = interpreter.get_tensor(output["index"])
+    if output["dtype"] == np.int8:  # an int8 output (inference_output_type="int8"): compare real values
+        values = dequantize(values, *output["quantization"])
+    return values
+
+
+def _to_input_type(inputs: np.ndarray, detail: dict) -> np.ndarray:
+    """Float inputs as the file's input tensor takes them: quantized with its scale and zero point if int8."""
+    if detail["dtype"] == np.int8:
+        return quantize_affine(inputs, *detail["quantization"])
+    return inputs.astype(detail["dtype"])
 
 
 def verify_file(reference: np.ndarray, path, inputs: np.ndarray, labels=None, tolerance: float = FLOAT_TOLERANCE) -> Verification:

@@ -8,16 +8,22 @@ before invoke (constants, or SHAPE of a planned tensor), and lays every other te
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 from lite_runtime import planner
 from lite_runtime.errors import LiteFormatError, LiteStateError
-from lite_runtime.kernels import KERNELS, Node, TensorInfo
 from lite_runtime.reader import open_model_bytes, read_model
+from lite_runtime.schema import BuiltinOperator as Op
 
 DEFAULT_MEMORY_LIMIT = 1 << 30
+# What a kernel's arithmetic raises on values the file's shapes did not rule out; reported as a bad file.
+_KERNEL_ERRORS = (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError)
+# Operators whose output is their first input's bytes under another shape: the plan gives the output the
+# input's memory and drops the step (as TFLite shares a RESHAPE's buffer), so invoke never runs them.
+_VIEW_OPERATORS = frozenset({Op.RESHAPE, Op.SQUEEZE, Op.EXPAND_DIMS})
 _ALLOCATE_HINT = "call allocate_tensors() first"
 
 
@@ -28,6 +34,8 @@ class Interpreter:
         model_path: a lite file, memory-mapped; constant tensors are views of the map.
         model_content: the file's bytes instead of a path.
         memory_limit_bytes: the most the arena, scratch and folded tensors may take together.
+        experimental_preserve_all_tensors: give every intermediate tensor its own buffer instead of sharing
+            the arena by lifetime, so ``get_tensor`` reads any tensor's value after ``invoke`` (as LiteRT's).
 
     Example:
         >>> interpreter = Interpreter(model_path="mnist.lite")
@@ -36,17 +44,24 @@ class Interpreter:
         >>> interpreter.invoke()
     """
 
-    def __init__(self, model_path=None, model_content=None, memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT):
+    def __init__(self, model_path=None, model_content=None, memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT,
+                 experimental_preserve_all_tensors: bool = False):  # fmt: skip
         self._data = open_model_bytes(model_path, model_content)
         self._model = read_model(self._data)
+        # The kernels are imported with the first model, not with the package: they are most of its import time.
+        from lite_runtime.kernels import KERNELS  # noqa: PLC0415
+
         for operator in self._model.operators:
             if operator.code not in KERNELS:
                 raise LiteFormatError(f"lite file: operator {operator.index} ({operator.name}) is not supported by lite_runtime")
         self._memory_limit = memory_limit_bytes
+        self._preserve_all_tensors = bool(experimental_preserve_all_tensors)
         self._shapes = {i: self._model.tensors[i].shape for i in self._model.inputs}
         self._state = "loaded"
         self._arrays: dict[int, np.ndarray] = {}
-        self._steps: list = []
+        self._input_arrays: dict[int, np.ndarray] = {}  # set_tensor's targets, filled once planned
+        self._calls: list = []  # one bound kernel eval per operator left to run at invoke
+        self._step_operators: list = []
         self.arena_bytes = 0
 
     # -- planning ---------------------------------------------------------------------------------------
@@ -61,6 +76,8 @@ class Interpreter:
                 raise LiteFormatError(f"the model needs over {used[0]} bytes, more than the limit of {self._memory_limit}")
             return np.full(shape, fill, dtype)
 
+        from lite_runtime.kernels import KERNELS, Node, TensorInfo  # noqa: PLC0415 - imported by __init__ already
+
         infos: dict[int, TensorInfo] = {}
         for tensor in model.tensors:
             if tensor.data is not None and tensor.index not in self._shapes:
@@ -73,8 +90,9 @@ class Interpreter:
         for operator in model.operators:
             kernel = KERNELS[operator.code]
             inputs = [None if i == -1 else infos[i] for i in operator.inputs]
-            node = Node(operator.index, operator.name, inputs, len(operator.outputs),
-                        [model.tensors[i].dtype for i in operator.outputs], operator.options, allocate)  # fmt: skip
+            declared = [TensorInfo(t.shape, t.dtype, None, t.scales, t.zero_points, t.quantized_dimension)
+                        for t in (model.tensors[i] for i in operator.outputs)]  # fmt: skip
+            node = Node(operator.index, operator.name, inputs, len(operator.outputs), declared, operator.options, allocate)
             try:
                 outputs, state = kernel.prepare(node)
             except LiteFormatError:
@@ -86,7 +104,8 @@ class Interpreter:
                     raise node.fail(f"output {k} (tensor {index}) is {model.tensors[index].dtype} in the file, the kernel computes {dtype}")
                 if math.prod(shape) > 2**31 - 1:
                     raise node.fail(f"output shape {list(shape)} is too large")
-                infos[index] = TensorInfo(tuple(int(d) for d in shape), np.dtype(dtype))
+                infos[index] = TensorInfo(tuple(int(d) for d in shape), np.dtype(dtype), None, declared[k].scales,
+                                          declared[k].zero_points, declared[k].quantized_dimension)  # fmt: skip
             known = all(t is None or t.value is not None for t in inputs) or kernel.shapes_only
             if known:
                 values = [allocate(infos[i].shape, infos[i].dtype) for i in operator.outputs]
@@ -107,7 +126,7 @@ class Interpreter:
         last_step = len(pending)
         lifetimes = {index: [-1, last_step] for index in self._shapes}  # inputs stay readable throughout
         for index, step in producers.items():
-            lifetimes[index] = [step, step]
+            lifetimes[index] = [-1, last_step] if self._preserve_all_tensors else [step, step]
         for step, (operator, _kernel, _state) in enumerate(pending):
             for index in operator.inputs:
                 if index in lifetimes:
@@ -115,7 +134,10 @@ class Interpreter:
         for index in model.outputs:
             if index in lifetimes:
                 lifetimes[index][1] = last_step
-        order = sorted(lifetimes)
+        aliases = self._view_aliases(infos, pending)
+        for index, root in aliases.items():  # a view keeps its root's bytes alive for as long as it is read
+            lifetimes[root] = [min(lifetimes[root][0], lifetimes[index][0]), max(lifetimes[root][1], lifetimes[index][1])]
+        order = sorted(index for index in lifetimes if index not in aliases)
         requests = [planner.Request(math.prod(infos[i].shape) * infos[i].dtype.itemsize, *lifetimes[i]) for i in order]
         offsets, total = planner.plan(requests)
         arena = allocate((total,), np.dtype(np.uint8))
@@ -125,21 +147,40 @@ class Interpreter:
         for index, offset, request in zip(order, offsets, requests):
             info = infos[index]
             arrays[index] = arena[offset : offset + request.size].view(info.dtype).reshape(info.shape)
+        for index, root in aliases.items():
+            arrays[index] = arrays[root].reshape(infos[index].shape)
         for index, info in infos.items():
             if index not in arrays and info.value is not None:
                 arrays[index] = info.value
         self._arrays, self._arena = arrays, arena
-        self._steps = [
-            (operator, kernel.eval, state, [None if i == -1 else arrays[i] for i in operator.inputs],
-             [arrays[i] for i in operator.outputs])
-            for operator, kernel, state in pending
+        self._input_arrays = {index: arrays[index] for index in self._shapes}
+        steps = [(operator, kernel, state) for operator, kernel, state in pending if operator.outputs[0] not in aliases]
+        self._step_operators = [operator for operator, _kernel, _state in steps]
+        self._calls = [
+            functools.partial(kernel.eval, state, [None if i == -1 else arrays[i] for i in operator.inputs],
+                              [arrays[i] for i in operator.outputs])
+            for operator, kernel, state in steps
         ]  # fmt: skip
+
+    @staticmethod
+    def _view_aliases(infos, pending) -> dict[int, int]:
+        """{output: root} for each view operator whose output can share its (planned) input's bytes."""
+        aliases: dict[int, int] = {}
+        for operator, _kernel, _state in pending:
+            if operator.code not in _VIEW_OPERATORS or len(operator.outputs) != 1 or not operator.inputs:
+                continue
+            source, target = operator.inputs[0], operator.outputs[0]
+            if source == -1 or infos[source].value is not None or infos[source].dtype != infos[target].dtype:
+                continue
+            if math.prod(infos[source].shape) == math.prod(infos[target].shape):
+                aliases[target] = aliases.get(source, source)
+        return aliases
 
     @staticmethod
     def _run(operator, evaluate, state, inputs, outputs) -> None:
         try:
             evaluate(state, inputs, outputs)
-        except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError) as error:
+        except _KERNEL_ERRORS as error:
             raise LiteFormatError(f"operator {operator.index} ({operator.name}) failed: {error}") from error
 
     # -- running ----------------------------------------------------------------------------------------
@@ -150,14 +191,24 @@ class Interpreter:
 
     def invoke(self) -> None:
         """Runs every operator once on the tensors set with ``set_tensor``."""
-        self._require("invoke()")
-        with np.errstate(all="ignore"):
-            for operator, evaluate, state, inputs, outputs in self._steps:
-                self._run(operator, evaluate, state, inputs, outputs)
+        if self._state == "loaded":
+            self._require("invoke()")
+        step = 0
+        try:
+            with np.errstate(all="ignore"):
+                for step, call in enumerate(self._calls):
+                    call()
+        except _KERNEL_ERRORS as error:
+            operator = self._step_operators[step]
+            raise LiteFormatError(f"operator {operator.index} ({operator.name}) failed: {error}") from error
         self._state = "invoked"
 
     def set_tensor(self, tensor_index: int, value) -> None:
         """Copies ``value`` into an input tensor; its shape and dtype must match the planned tensor."""
+        target = self._input_arrays.get(tensor_index)
+        if target is not None and type(value) is np.ndarray and value.dtype == target.dtype and value.shape == target.shape:
+            np.copyto(target, value)  # the common case, checked in one line: everything below explains a mismatch
+            return
         self._require("set_tensor()")
         if tensor_index not in self._shapes:
             raise ValueError(f"tensor {tensor_index} is not an input (inputs: {sorted(self._shapes)})")
@@ -174,7 +225,8 @@ class Interpreter:
 
     def get_tensor(self, tensor_index: int) -> np.ndarray:
         """A copy of a tensor's current value."""
-        return self._array(tensor_index, "get_tensor()").copy()
+        array = self._arrays.get(tensor_index) if self._state != "loaded" else None
+        return (self._array(tensor_index, "get_tensor()") if array is None else array).copy()
 
     def tensor(self, tensor_index: int):
         """A function returning a view of the tensor's planned buffer (valid until the next allocate_tensors)."""
@@ -203,6 +255,7 @@ class Interpreter:
         if shape != self._shapes[input_index]:
             self._shapes[input_index] = shape
             self._state = "loaded"
+            self._input_arrays = {}
 
     # -- description ------------------------------------------------------------------------------------
     def _details(self, index: int) -> dict:
@@ -232,6 +285,10 @@ class Interpreter:
     def get_output_details(self) -> list[dict]:
         """One dict per output (see ``get_input_details``)."""
         return [self._details(i) for i in self._model.outputs]
+
+    def get_tensor_details(self) -> list[dict]:
+        """One dict per tensor of the subgraph, in index order (see ``get_input_details``)."""
+        return [self._details(i) for i in range(len(self._model.tensors))]
 
     def get_signature_list(self) -> dict:
         """``{key: {"inputs": [names], "outputs": [names]}}`` for each signature of subgraph 0."""

@@ -7,13 +7,12 @@ writing operator to last reading operator) intersects its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 ALIGNMENT = 64
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """A buffer to place: its size in bytes and the operator steps (inclusive) during which it is live."""
 
     size: int

@@ -13,7 +13,7 @@ import math
 import mmap
 import os
 import struct
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,8 +25,7 @@ _SCALARS = {"int8": "<b", "uint8": "<B", "bool": "<B", "int16": "<h", "uint16": 
             "uint32": "<I", "int64": "<q", "uint64": "<Q", "float32": "<f"}  # fmt: skip
 
 
-@dataclass
-class TensorSpec:
+class TensorSpec(NamedTuple):
     """One tensor of the subgraph as the file declares it."""
 
     index: int
@@ -41,8 +40,7 @@ class TensorSpec:
     quantized_dimension: int
 
 
-@dataclass
-class OperatorSpec:
+class OperatorSpec(NamedTuple):
     """One operator: its builtin code, tensor indices (-1 for an absent optional input) and options."""
 
     index: int
@@ -50,11 +48,10 @@ class OperatorSpec:
     name: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
-    options: dict = field(default_factory=dict)
+    options: dict
 
 
-@dataclass
-class ModelSpec:
+class ModelSpec(NamedTuple):
     """The validated contents of a lite file (subgraph 0)."""
 
     tensors: list[TensorSpec]

@@ -115,6 +115,7 @@ class BuiltinOperator(IntEnum):
     ABS = 101
     CEIL = 104
     COS = 108
+    QUANTIZE = 114
     HARD_SWISH = 117
     BATCH_MATMUL = 126
     GELU = 150
@@ -161,7 +162,8 @@ OPTIONS = {
         ("padding", "int8", 0), ("stride_w", "int32", 0), ("stride_h", "int32", 0), ("depth_multiplier", "int32", 0),
         _ACT, ("dilation_w_factor", "int32", 1), ("dilation_h_factor", "int32", 1))),
     _OP.FULLY_CONNECTED: ("FullyConnectedOptions", 8, (_ACT, ("weights_format", "int8", 0),
-                                                       ("keep_num_dims", "bool", False))),
+                                                       ("keep_num_dims", "bool", False),
+                                                       ("asymmetric_quantize_inputs", "bool", False))),
     _OP.SOFTMAX: ("SoftmaxOptions", 9, (("beta", "float32", 0.0),)),
     _OP.RESHAPE: ("ReshapeOptions", 17, (("new_shape", "int32[]", None),)),
     _OP.PAD: ("PadOptions", 22, ()),
@@ -193,7 +195,9 @@ OPTIONS = {
     _OP.ABS: ("AbsOptions", 78, ()),
     _OP.COS: ("CosOptions", 84, ()),
     _OP.HARD_SWISH: ("HardSwishOptions", 91, ()),
-    _OP.BATCH_MATMUL: ("BatchMatMulOptions", 101, (("adj_x", "bool", False), ("adj_y", "bool", False))),
+    _OP.BATCH_MATMUL: ("BatchMatMulOptions", 101, (("adj_x", "bool", False), ("adj_y", "bool", False),
+                                                   ("asymmetric_quantize_inputs", "bool", False))),
+    _OP.QUANTIZE: ("QuantizeOptions", 89, ()),
     _OP.GELU: ("GeluOptions", 116, (("approximate", "bool", False),)),
     _OP.SIGN: ("SignOptions", 123, ()),
 }  # fmt: skip

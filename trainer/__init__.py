@@ -108,7 +108,7 @@ __version__ = "0.1.0"
 
 def __getattr__(name):
     # keras and data import the whole layer stack; load them on first use so `import trainer` stays quick.
-    if name in ("keras", "data", "summary"):
+    if name in ("keras", "data", "summary", "train", "estimator", "feature_column"):
         import importlib  # noqa: PLC0415
 
         module = importlib.import_module(f"trainer.{name}")

@@ -28,7 +28,15 @@ def lowering_table() -> dict:
     return LOWERINGS
 
 
-def to_lite(model_or_function, path=None, input_signature=None) -> bytes:
+def to_lite(
+    model_or_function,
+    path=None,
+    input_signature=None,
+    quantize: str = "none",
+    calibration=None,
+    inference_input_type=None,
+    inference_output_type=None,
+) -> bytes:
     """Exports a Keras model or ``tf.function`` to a lite (TFLite-schema) file; writes ``path`` atomically.
 
     Args:
@@ -36,6 +44,11 @@ def to_lite(model_or_function, path=None, input_signature=None) -> bytes:
             function, an ``InferenceGraph`` from ``exporter.source.inference_graph``, or a ``Graph``.
         path: where to write the file (a temporary file beside it is synced and renamed over it).
         input_signature: ``tf.TensorSpec``s, for a function without one; ``None`` dims stay dynamic.
+        quantize: "none", "float16" (FLOAT16 weights + DEQUANTIZE), "dynamic" (int8 weights, float
+            activations) or "int8" (full integer; needs ``calibration``). See ``exporter.quantize``.
+        calibration: for "int8", sample inputs: a NumPy array, a ``tf.data.Dataset`` or a generator of batches.
+        inference_input_type, inference_output_type: "int8" keeps an int8 model's input/output int8
+            (default float32, with QUANTIZE / DEQUANTIZE inside the file).
 
     Returns:
         The file's bytes, already read back and checked by ``exporter.lite.verify``.
@@ -43,16 +56,26 @@ def to_lite(model_or_function, path=None, input_signature=None) -> bytes:
     Raises:
         exporter.errors.ExportError: an op cannot be lowered (the message names it, its layer and source line, and
             what to do instead).
+        exporter.errors.ExportError: a quantization argument or the calibration data is unusable (the message
+            names it, with the expected and the received value), or an op has no int8 form for quantize="int8".
 
     Example:
         >>> to_lite(model, "mnist.lite")
+        >>> to_lite(model, "mnist_int8.lite", quantize="int8", calibration=x_train[:500])
         >>> interpreter = ai_edge_litert.interpreter.Interpreter(model_path="mnist.lite")
     """
     from exporter.lite.builder import serialize  # noqa: PLC0415
     from exporter.lite.model import build_model  # noqa: PLC0415
     from exporter.lite.verify import verify  # noqa: PLC0415
+    from exporter.quantize import check_arguments, quantize_model  # noqa: PLC0415
 
-    data = serialize(build_model(as_inference_graph(model_or_function, input_signature)))
+    check_arguments(quantize, calibration, inference_input_type, inference_output_type)
+    lite_model = build_model(as_inference_graph(model_or_function, input_signature))
+    data = serialize(lite_model)
+    if quantize != "none":
+        verify(data)
+        quantize_model(lite_model, quantize, data, calibration, inference_input_type, inference_output_type)
+        data = serialize(lite_model)
     verify(data)
     if path is not None:
         write_atomically(os.fspath(path), data)

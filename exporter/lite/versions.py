@@ -2,7 +2,9 @@
 
 Each (operator, version) pair emberflow emits, with the runtime release that first ran it, from
 TensorFlow's ``tensorflow/lite/tools/versioning/runtime_version.cc`` (the table its converter uses
-to fill the same entry). Pairs missing there (SIGN) do not raise the minimum, as in that code.
+to fill the same entry). Pairs missing there (SIGN) do not raise the minimum, as in that code. The
+versions above 1 are the ones post-training quantization writes (``exporter/quantize``): int8 kernels,
+hybrid (int8 weights, float activations) kernels and DEQUANTIZE of FLOAT16 or INT8 constants.
 """
 
 from __future__ import annotations
@@ -83,6 +85,30 @@ MIN_RUNTIME_VERSIONS = {
     (Op.BROADCAST_TO, 2): "2.5.0",
     (Op.BROADCAST_ARGS, 1): "2.6.0",
     (Op.GELU, 1): "2.9.0",
+    # int8, hybrid and float16 forms (op_version.cc: GetBuiltinOperatorVersion)
+    (Op.ADD, 2): "1.14.0",
+    (Op.AVERAGE_POOL_2D, 2): "1.14.0",
+    (Op.CONCATENATION, 2): "1.14.0",
+    (Op.CONV_2D, 3): "1.14.0",
+    (Op.CONV_2D, 5): "2.4.0",
+    (Op.DEPTHWISE_CONV_2D, 3): "1.14.0",
+    (Op.DEPTHWISE_CONV_2D, 6): "2.3.0",
+    (Op.DEQUANTIZE, 2): "1.14.0",
+    (Op.DEQUANTIZE, 3): "1.15.0",
+    (Op.FULLY_CONNECTED, 4): "1.14.0",
+    (Op.FULLY_CONNECTED, 6): "2.1.0",
+    (Op.FULLY_CONNECTED, 12): "2.17.0",
+    (Op.LOGISTIC, 2): "1.14.0",
+    (Op.MAX_POOL_2D, 2): "1.14.0",
+    (Op.MEAN, 2): "1.14.0",
+    (Op.MUL, 2): "1.14.0",
+    (Op.PAD, 2): "1.14.0",
+    (Op.RELU, 2): "2.1.0",
+    (Op.RELU6, 2): "1.14.0",
+    (Op.SOFTMAX, 2): "1.14.0",
+    (Op.SUB, 2): "1.14.0",
+    (Op.TANH, 2): "1.14.0",
+    (Op.TRANSPOSE, 2): "1.14.0",
 }
 
 

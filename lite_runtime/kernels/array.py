@@ -118,7 +118,8 @@ def _prepare_pad(node: Node):
     paddings = node.constant(1, "paddings")
     node.check(paddings.shape == (len(x.shape), 2) and paddings.dtype.kind == "i", f"paddings {list(paddings.shape)}, expected [{len(x.shape)}, 2]")
     node.check(bool((paddings >= 0).all()) and int(paddings.max(initial=0)) < 2**24, "paddings must be non-negative and small")
-    value = 0
+    # An int8 tensor pads with its zero point (the real 0), as TFLite's pad.cc.
+    value = int(x.zero_points[0]) if x.dtype == np.int8 and x.zero_points is not None and len(x.zero_points) else 0
     if node.input(2) is not None:
         constant = node.constant(2, "pad value")
         node.check(constant.size == 1, "pad value must be a scalar")

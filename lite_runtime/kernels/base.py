@@ -34,10 +34,11 @@ class TensorInfo:
 class Node:
     """One operator during ``prepare``: its inputs (None where an optional input is absent) and options."""
 
-    def __init__(self, index: int, name: str, inputs: list, output_count: int, output_dtypes: list, options: dict,
+    def __init__(self, index: int, name: str, inputs: list, output_count: int, outputs: list, options: dict,
                  allocate: Callable):  # fmt: skip
         self.index, self.name, self.inputs, self.options = index, name, inputs, options
-        self.output_count, self.output_dtypes = output_count, output_dtypes
+        self.output_count, self.outputs = output_count, outputs  # outputs as the file declares them
+        self.output_dtypes = [t.dtype for t in outputs]
         self._allocate = allocate
 
     def fail(self, message: str) -> LiteFormatError:
@@ -83,6 +84,30 @@ class Kernel:
     prepare: Callable
     eval: Callable
     shapes_only: bool = False
+
+
+QUANTIZED_TYPES = frozenset(np.dtype(t) for t in (np.int8, np.uint8, np.int16))
+
+
+def by_tensor_type(float_kernel: Kernel | None, quantized_prepare: Callable) -> Kernel:
+    """One table entry for an operator with a float32 kernel (or none) and quantized ones.
+
+    ``prepare`` takes the quantized path when any input or output is int8, uint8 or int16 (hybrid
+    kernels have float inputs and int8 weights). ``quantized_prepare(node)`` returns
+    ``(outputs, (eval, state))``, so that it can pick among several kernels; the entry's ``eval`` runs
+    the one picked."""
+
+    def prepare(node: Node):
+        if any(t is not None and t.dtype in QUANTIZED_TYPES for t in (*node.inputs, *node.outputs)):
+            return quantized_prepare(node)
+        node.check(float_kernel is not None, f"input is {node.inputs[0].dtype}, expected a quantized type")
+        outputs, state = float_kernel.prepare(node)
+        return outputs, (float_kernel.eval, state)
+
+    def evaluate(state, inputs, outputs):
+        state[0](state[1], inputs, outputs)
+
+    return Kernel(prepare, evaluate, float_kernel is not None and float_kernel.shapes_only)
 
 
 def normalize_axis(node: Node, axis: int, rank: int) -> int:

@@ -8,14 +8,15 @@ from lite_runtime.kernels.base import FLOAT32, Kernel, Node, activation, window
 from lite_runtime.schema import BuiltinOperator as Op
 
 
-def _geometry(node: Node, x, kernel_h: int, kernel_w: int):
+def geometry(node: Node, x, kernel_h: int, kernel_w: int, dtype=np.float32):
+    """Output size, a zero-padded input scratch (and its interior view) and one strided view per filter tap."""
     node.check(len(x.shape) == 4, f"input must be NHWC, got {list(x.shape)}")
     batch, height, width, channels = x.shape
     stride_h, stride_w = node.option("stride_h"), node.option("stride_w")
     dilation_h, dilation_w = node.option("dilation_h_factor"), node.option("dilation_w_factor")
     out_h, top, bottom = window(node, height, kernel_h, stride_h, dilation_h, node.option("padding"))
     out_w, left, right = window(node, width, kernel_w, stride_w, dilation_w, node.option("padding"))
-    padded = node.scratch((batch, height + top + bottom, width + left + right, channels))
+    padded = node.scratch((batch, height + top + bottom, width + left + right, channels), dtype)
     interior = padded[:, top : top + height, left : left + width, :]
     taps = [
         padded[:, i * dilation_h : i * dilation_h + (out_h - 1) * stride_h + 1 : stride_h,
@@ -39,7 +40,7 @@ def _prepare_conv(node: Node):
     channels_out, kernel_h, kernel_w, channels_in = filters.shape
     node.check(len(x.shape) == 4 and x.shape[3] == channels_in and channels_in > 0,
                f"input {list(x.shape)} does not have {channels_in} channels")  # fmt: skip
-    (batch, out_h, out_w), _padded, interior, taps = _geometry(node, x, kernel_h, kernel_w)
+    (batch, out_h, out_w), _padded, interior, taps = geometry(node, x, kernel_h, kernel_w)
     columns = node.scratch((batch, out_h, out_w, kernel_h * kernel_w, channels_in))
     rows, depth = batch * out_h * out_w, kernel_h * kernel_w * channels_in
     matrix = np.ascontiguousarray(filters.value.reshape(channels_out, depth).T) if filters.value is not None else None
@@ -74,7 +75,7 @@ def _prepare_depthwise(node: Node):
     multiplier = channels_out // channels_in
     node.check(node.option("depth_multiplier") in (0, multiplier),
                f"depth_multiplier {node.option('depth_multiplier')}, filters imply {multiplier}")  # fmt: skip
-    (batch, out_h, out_w), _padded, interior, taps = _geometry(node, x, kernel_h, kernel_w)
+    (batch, out_h, out_w), _padded, interior, taps = geometry(node, x, kernel_h, kernel_w)
     product = node.scratch((batch, out_h, out_w, channels_in, multiplier))
     shape = (batch, out_h, out_w, channels_in, multiplier)
     state = (interior, taps, product, shape, kernel_h * kernel_w, _bias(node, channels_out),

@@ -26,13 +26,16 @@ def _prepare_fully_connected(node: Node):
         shape = (size // depth, units)
     if bias is not None:
         node.check(bias.dtype == FLOAT32 and bias.shape == (units,), f"bias {list(bias.shape)}, expected [{units}]")
-    return [(shape, FLOAT32)], (size // depth, depth, units, bias is not None, activation(node, node.option("fused_activation_function")))
+    # Constant weights are transposed once into C order: BLAS is not used for a transposed view with ``out=``.
+    matrix = np.ascontiguousarray(weights.value.T) if weights.value is not None else None
+    return [(shape, FLOAT32)], (size // depth, depth, units, matrix, bias is not None,
+                                activation(node, node.option("fused_activation_function")))  # fmt: skip
 
 
 def _eval_fully_connected(state, inputs, outputs):
-    rows, depth, units, has_bias, act = state
+    rows, depth, units, matrix, has_bias, act = state
     out = outputs[0].reshape(rows, units)
-    np.matmul(inputs[0].reshape(rows, depth), inputs[1].T, out=out)
+    np.matmul(inputs[0].reshape(rows, depth), inputs[1].T if matrix is None else matrix, out=out)
     if has_bias:
         np.add(out, inputs[2], out=out)
     if act is not None:

@@ -28,7 +28,12 @@ def test_demo_trains_exports_verifies_and_writes_a_report(tmp_path, capsys):
     for row in report["exports"]:
         assert row["passed"] and row["max_abs_diff"] < 1e-5 and row["top1_agreement"] == 1.0
         assert row["bytes"] == (tmp_path / row["path"].split("/")[-1]).stat().st_size
+    variants = {row["quantize"]: row for row in report["lite_variants"]}
+    assert list(variants) == ["float32", "float16", "dynamic", "int8"] and all(row["passed"] for row in variants.values())
+    assert variants["int8"]["bytes"] <= 0.27 * variants["float32"]["bytes"] and variants["float32"]["latency_ms"] > 0
+    assert all(abs(row["accuracy"] - report["test_accuracy"]) <= 0.01 for row in variants.values())
     out = capsys.readouterr().out
+    assert "lite variant" in out
     assert "Total params: 101,770" in out and "Test accuracy" in out and "max abs diff" in out
 
 
@@ -66,7 +71,10 @@ def test_export_check_writes_nothing(saved_model, tmp_path, capsys):
         (["no-such-command"], "invalid choice"),
         (["export", "missing.ember", "-o", "x.lite"], "no such file"),
         (["export", "{model}", "-o", "x.bin"], "cannot tell the format"),
-        (["export", "{model}", "-o", "x.lite", "--quantize", "int8"], "not available yet"),
+        (["export", "{model}", "-o", "x.lite", "--quantize", "int8"], "needs --calibration"),
+        (["export", "{model}", "-o", "x.onnx", "--quantize", "dynamic"], "use --quantize none for onnx"),
+        (["export", "{model}", "-o", "x.lite", "--report", "out"], "--report compares a quantized file"),
+        (["export", "{model}", "-o", "x.lite", "--quantize", "int8", "--calibration", "{bad_calibration}"], "got (4, 28, 27)"),
         (["export", "{model}", "-o", "x.lite", "--calibration", "{bad_calibration}"], "inputs have shape"),
         (["export", "{not_a_model}", "-o", "x.lite"], "not an emberflow file"),
     ],
@@ -77,7 +85,44 @@ def test_bad_input_exits_2_with_one_line(saved_model, tmp_path, capsys, argument
     not_a_model = tmp_path / "fake.ember"
     not_a_model.write_bytes(b"this is not a zip")
     filled = [a.format(model=saved_model, bad_calibration=bad_calibration, not_a_model=not_a_model) for a in arguments]
-    filled = [str(tmp_path / a) if a in ("x.lite", "x.bin") else a for a in filled]
+    filled = [str(tmp_path / a) if a in ("x.lite", "x.bin", "x.onnx") else a for a in filled]
     assert main(filled) == 2
     error = capsys.readouterr().err.strip()
     assert message in error and "Traceback" not in error
+
+
+def _calibration_file(tmp_path):
+    path = tmp_path / "calibration.npy"
+    np.save(path, np.random.default_rng(2).random((64, 28, 28), dtype=np.float32))
+    return path
+
+
+def test_export_quantize_int8_writes_a_smaller_verified_file(saved_model, tmp_path, capsys):
+    float_file, int8_file = tmp_path / "float.lite", tmp_path / "int8.lite"
+    assert main(["export", str(saved_model), "-o", str(float_file), "--no-verify"]) == 0
+    calibration = _calibration_file(tmp_path)
+    assert main(["export", str(saved_model), "-o", str(int8_file), "--quantize", "int8", "--calibration", str(calibration)]) == 0
+    assert " ok" in capsys.readouterr().out
+    assert int8_file.stat().st_size < 0.5 * float_file.stat().st_size
+
+
+def test_export_report_writes_the_table_and_chart(saved_model, tmp_path, capsys):
+    report = tmp_path / "report"
+    output = tmp_path / "half.lite"
+    assert main(["export", str(saved_model), "-o", str(output), "--quantize", "float16", "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    table = (report / "quantization_report.txt").read_text()
+    assert "SQNR dB" in table and table.strip() in out and "FULLY_CONNECTED" in table
+    assert (report / "quantization_report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_export_int8_report_as_the_issue_shows_it(saved_model, tmp_path, capsys):
+    from exporter.lite.schema import BuiltinOperator  # noqa: PLC0415
+    from lite_runtime.kernels import KERNELS  # noqa: PLC0415
+
+    if BuiltinOperator.QUANTIZE not in KERNELS:
+        pytest.skip("lite_runtime has no int8 kernels yet (the runtime half of issue 5)")
+    calibration, report = _calibration_file(tmp_path), tmp_path / "report"
+    arguments = ["export", str(saved_model), "-o", str(tmp_path / "m.lite"), "--quantize", "int8"]
+    assert main([*arguments, "--calibration", str(calibration), "--report", str(report)]) == 0
+    assert "worst layers" in capsys.readouterr().out and (report / "quantization_report.png").exists()

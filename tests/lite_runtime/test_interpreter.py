@@ -186,3 +186,42 @@ def test_elementwise_reduce_and_slice_ops_match_litert(rng):
         x = rng.standard_normal((batch, 4, 6)).astype(np.float32)
         (got,) = lite_runtime.Interpreter(model_content=data).run([x])
         np.testing.assert_allclose(got, _reference(data, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Warning. Enabling `experimental_preserve_all_tensors`")
+@pytest.mark.parametrize("source", ["tensorflow", "cnn"])
+def test_preserve_all_tensors_keeps_every_intermediate_like_litert(exported, source, rng):
+    data = (FIXTURES / "tf_small_mlp.tflite").read_bytes() if source == "tensorflow" else exported["cnn"]
+    ours = lite_runtime.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    theirs = litert.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    ours.allocate_tensors()
+    theirs.allocate_tensors()
+    detail = ours.get_input_details()[0]
+    x = rng.standard_normal(detail["shape"]).astype(np.float32)
+    for interpreter in (ours, theirs):
+        interpreter.set_tensor(detail["index"], x)
+        interpreter.invoke()
+    for tensor in theirs.get_tensor_details():
+        index = tensor["index"]
+        np.testing.assert_allclose(ours.get_tensor(index), theirs.get_tensor(index), atol=1e-5, rtol=1e-5, err_msg=str(index))
+    assert ours.arena_bytes >= ours.intermediate_bytes  # nothing shared
+
+
+def test_constants_are_read_only_aligned_views_of_the_memory_map(exported, tmp_path):
+    for name, data in [("cnn", exported["cnn"]), ("tensorflow", (FIXTURES / "tf_small_mlp.tflite").read_bytes())]:
+        path = tmp_path / f"{name}.lite"
+        path.write_bytes(data)
+        interpreter = lite_runtime.Interpreter(model_path=str(path))
+        interpreter.allocate_tensors()
+        mapped = np.frombuffer(interpreter._data, np.uint8)
+        start = mapped.__array_interface__["data"][0]
+        constants = [d["index"] for d in interpreter.get_tensor_details() if interpreter.tensor(d["index"])().base is not None
+                     and not interpreter.tensor(d["index"])().flags.writeable]  # fmt: skip
+        assert len(constants) >= 4, name
+        for index in constants:
+            array = interpreter.tensor(index)()
+            address = array.__array_interface__["data"][0]
+            assert start <= address and address + array.nbytes <= start + mapped.size, (name, index)
+            # our exporter aligns every buffer to 16 bytes; TensorFlow's converter only to the element size
+            assert address % (16 if name == "cnn" else array.itemsize) == 0, (name, index)
+    assert len(interpreter.get_tensor_details()) == len(litert.Interpreter(model_path=str(path)).get_tensor_details())

@@ -469,6 +469,12 @@ def _(name, rng):
     return OpCase([x, filters, normal(rng, (image[0], *out, channels))], attrs)
 
 
+@case("conv2d_patches")
+def _(name, rng):
+    image, kernel, strides, dilations, padding, _ = _window_case(rng)
+    return OpCase([normal(rng, image)], {"ksize": kernel, "strides": strides, "padding": padding, "dilations": dilations})
+
+
 @case("max_pool2d", "avg_pool2d", "max_pool2d_grad", "avg_pool2d_grad", "max_pool2d_grad_grad")
 def _(name, rng):
     image, kernel, strides, _, padding, out = _window_case(rng, dilate=False)

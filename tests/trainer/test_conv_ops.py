@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trainer as tf
-from trainer.ops import conv_ops
+from trainer.ops import conv_ops, patch_ops
 from trainer.ops.registry import OpError, execute
 from trainer.tensor import Tensor
 
@@ -110,6 +110,21 @@ def test_conv2d_matches_loop_reference(window, out_channels):
     result = tf.nn.conv2d(x, filters, strides=list(strides), padding=padding, dilations=list(dilations))
     expected = reference_conv2d(x, filters, strides, padding, dilations)
     np.testing.assert_allclose(result.numpy(), expected, rtol=1e-10, atol=1e-10)
+
+
+@FAST
+@given(windows())
+def test_conv2d_patches_hold_each_tap_where_the_filter_reshape_expects_it(window):
+    shape, kernel, strides, dilations, padding, rng = window
+    x = rng.standard_normal(shape)
+    attrs = {"ksize": kernel, "strides": strides, "padding": padding, "dilations": dilations}
+    patches = execute(patch_ops.conv2d_patches_op, (tf.constant(x),), attrs).numpy()
+    (out_h, out_w), positions = window_positions(shape, kernel, strides, dilations, padding)
+    expected = np.zeros((shape[0], out_h, out_w, kernel[0], kernel[1], shape[3]))
+    for (oh, ow), taps in positions.items():
+        for (i, j), (row, col) in taps:
+            expected[:, oh, ow, i, j, :] = x[:, row, col, :]
+    np.testing.assert_array_equal(patches, expected.reshape(patches.shape))
 
 
 @FAST

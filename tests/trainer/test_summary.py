@@ -30,7 +30,8 @@ def _series(accumulator, tag):
 def test_crc32c_matches_the_check_value_and_tensorboards_implementation():
     assert crc32c(b"123456789") == 0xE3069283
     generator = np.random.default_rng(0)
-    for size in (0, 1, 7, 8, 100, 1000):
+    # Sizes on both sides of the switch to the vectorized lanes (16 lanes of 256 bytes) and with a tail.
+    for size in (0, 1, 7, 8, 100, 1000, 4095, 4096, 4097, 10_000, 70_001):
         data = generator.integers(0, 256, size, dtype=np.uint8).tobytes()
         assert masked_crc32c(data) == pywrap_tensorflow.masked_crc32c(data)
 
@@ -156,3 +157,48 @@ def test_writers_flush_when_the_queue_fills_and_refuse_writes_after_close(tmp_pa
     writer.close()
     with writer.as_default(), pytest.raises(ValueError, match="closed"):
         tf.summary.scalar("x", 3.0, step=2)
+
+
+def test_a_custom_training_loop_logs_with_the_optimizer_step_and_a_flush(tmp_path):
+    tf.keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    model = tf.keras.Sequential([tf.keras.Input(shape=(3,)), tf.keras.layers.Dense(1)])
+    optimizer = tf.keras.optimizers.SGD(0.1)
+    writer = tf.summary.create_file_writer(str(tmp_path), flush_millis=10**9)  # nothing reaches disk until flushed
+    losses = []
+    with writer.as_default():
+        for _ in range(4):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(model(x) - y))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            tf.summary.scalar("loss", loss, step=optimizer.iterations)
+            losses.append(float(loss.numpy()))
+        tf.summary.flush()
+        assert [step for step, _ in _series(_accumulator(tmp_path), "loss")] == [1, 2, 3, 4]
+    np.testing.assert_allclose([float(v) for _, v in _series(_accumulator(tmp_path), "loss")], losses, rtol=1e-6)
+
+
+def test_graphs_are_graph_defs_that_tensorboard_reads(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    @tf.function
+    def affine(x):
+        return tf.nn.relu(tf.matmul(x, tf.constant(np.ones((3, 2), np.float32))) + 1.0)
+
+    concrete = affine.get_concrete_function(tf.TensorSpec([None, 3]))
+    assert tf.summary.graph(concrete) is False  # no default writer
+    with tf.summary.create_file_writer(tmp_path).as_default():
+        assert tf.summary.graph(concrete)
+        with pytest.raises(TypeError, match="expects a traced Graph"):
+            tf.summary.graph("not a graph")
+    accumulator = EventAccumulator(str(tmp_path))
+    accumulator.Reload()
+    nodes = list(accumulator.Graph().node)
+    ops = [node.op for node in nodes]
+    assert ops[0] == "Placeholder" and ops.count("Const") == len(concrete.graph.constants)
+    assert [op for op in ops if op not in ("Placeholder", "Const")] == [node.op.name for node in concrete.graph.nodes]
+    names = {node.name for node in nodes}
+    assert all(source in names for node in nodes for source in node.input)
+    assert [len(node.input) for node in nodes[-len(concrete.graph.nodes):]] == [len(node.inputs) for node in concrete.graph.nodes]

@@ -1,11 +1,14 @@
 """Running a ``Graph``: a flat plan of kernel calls over numbered slots, with no per-op dispatch.
 
 ``Executable(graph)`` resolves everything once — kernels, attributes, slot numbers, when each value
-dies — so a call is one loop of ``forward(xp, *args, **attrs)`` over preplanned slots. Intermediate
-arrays are dropped after their last use, so peak memory follows the schedule, not the graph size.
+dies — so a call is one loop of ``kernel(*args)`` over preplanned slots, each kernel bound to its
+array module and attributes ahead of time. Intermediate arrays are dropped after their last use, so
+peak memory follows the schedule, not the graph size.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -41,9 +44,20 @@ class Executable:
             inputs = tuple(slot_of[v.id] for v in node.inputs)
             outputs = tuple(slot_of[v.id] for v in node.outputs)
             free = tuple(s for s in set(inputs) if last_use.get(s) == position and s not in keep)
-            self._steps.append((node.op.forward, inputs, outputs, node.attrs, node.op.num_outputs, free))
+            self._steps.append((node.op.forward, inputs, outputs, node.attrs, free))
         self._output_slots = output_slots
         self._size = len(slot_of)
+        self._plans: dict = {}  # array module -> the steps with kernels bound to it
+
+    def _plan(self, xp) -> list:
+        """The steps as ``(kernel, input slots, output slots, slots to free)``, kernels bound to ``xp``."""
+        plan = self._plans.get(xp)
+        if plan is None:
+            plan = self._plans[xp] = [
+                (functools.partial(forward, xp, **attrs), inputs, outputs, free)
+                for forward, inputs, outputs, attrs, free in self._steps
+            ]
+        return plan
 
     def run(self, *arrays):
         env = [None] * self._size
@@ -56,11 +70,11 @@ class Executable:
         xp = np
         if backend.cupy_in_use:
             xp = backend.check_same_device([a for a in env if a is not None], self.graph.name or "graph")
-        for forward, inputs, outputs, attrs, count, free in self._steps:
-            result = forward(xp, *[env[i] for i in inputs], **attrs)
-            if count == 1:
+        for kernel, inputs, outputs, free in self._plan(xp):
+            result = kernel(*[env[i] for i in inputs])
+            if len(outputs) == 1:
                 env[outputs[0]] = result
-            elif count > 1:
+            elif outputs:
                 for index, item in zip(outputs, result):
                     env[index] = item
             for index in free:

@@ -75,6 +75,11 @@ class ConcreteFunction:
             if not spec.is_compatible_with(tensor):
                 raise ValueError(f"{self.name}: argument of shape {tensor.shape} and dtype {tensor.dtype.name} does not match {spec}")
             arrays.append(tensor._value)
+        return self.call_flat(arrays)
+
+    def call_flat(self, arrays):
+        """Runs the graph on ``arrays`` — one per graph input, already known to match the input specs
+        (a caller that keys its own cache on exact shapes and dtypes skips ``__call__``'s checks)."""
         results = self.executable.run(*arrays)
         tensors = [Tensor(r if type(r) is np.ndarray else np.asarray(r)) if not hasattr(r, "device") else Tensor(r) for r in results]
         return nest.pack_sequence_as(self._outputs_structure, tensors) if self._outputs_structure is not None else None

@@ -6,7 +6,7 @@ from trainer.keras import activations, backend, callbacks, constraints, initiali
 from trainer.keras.layers import Input  # noqa: F401
 from trainer.keras.models import Model, Sequential  # noqa: F401
 
-_LAZY = ("losses", "metrics", "optimizers", "datasets")
+_LAZY = ("losses", "metrics", "optimizers", "datasets", "estimator")
 
 
 def __getattr__(name):

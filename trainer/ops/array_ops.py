@@ -408,7 +408,10 @@ def _one_hot_infer(indices: Spec, *, depth, on_value, off_value, axis, dtype) ->
 @register("one_hot", infer=_one_hot_infer, differentiable=False)
 def one_hot_op(xp, indices, *, depth, on_value, off_value, axis, dtype):
     hot = indices[..., None] == xp.arange(depth, dtype=indices.dtype)
-    result = xp.where(hot, on_value, off_value).astype(dtype.as_numpy_dtype)
+    if on_value == 1 and off_value == 0:  # the common case: the mask itself, converted (one pass, not two)
+        result = hot.astype(dtype.as_numpy_dtype)
+    else:
+        result = xp.where(hot, on_value, off_value).astype(dtype.as_numpy_dtype)
     return xp.moveaxis(result, -1, axis) if axis not in (-1, indices.ndim) else result
 
 

@@ -82,12 +82,12 @@ def _adam_moments(xp, m, v, gradient, beta_1, beta_2):
 
 
 def _adam_step(xp, variable, m, v, alpha, epsilon, scratch):
-    """``variable -= m * alpha / (sqrt(v) + epsilon)`` using ``scratch`` for the denominator."""
+    """``variable -= m / (sqrt(v) + epsilon) * alpha``, computed in ``scratch``: no second buffer."""
     xp.sqrt(v, out=scratch)
     scratch += epsilon
-    numerator = m * alpha
-    numerator /= scratch
-    variable -= numerator
+    xp.divide(m, scratch, out=scratch)
+    scratch *= alpha
+    variable -= scratch
 
 
 @_training_op("apply_adam", tensors=4)

@@ -4,7 +4,8 @@ Field numbers used, from TensorFlow's ``event.proto``, ``summary.proto``, ``tens
 ``tensor_shape.proto`` (the same ones ``tensorboard.compat.proto`` compiles). They are written by hand
 so that the runtime needs no protobuf package:
 
-- ``Event``: wall_time 1 (double), step 2 (int64), file_version 3 (string), summary 5 (Summary).
+- ``Event``: wall_time 1 (double), step 2 (int64), file_version 3 (string), graph_def 4 (an encoded
+  GraphDef, see ``graph_def``), summary 5 (Summary).
 - ``Summary``: value 1 (repeated Value).
 - ``Summary.Value``: tag 1 (string), tensor 8 (TensorProto), metadata 9 (SummaryMetadata).
 - ``SummaryMetadata``: plugin_data 1 (PluginData: plugin_name 1, content 2), summary_description 3,
@@ -60,12 +61,14 @@ def summary_value(tag: str, tensor: bytes, plugin_name: str, data_class: int, de
     return protobuf.bytes_field(1, tag) + protobuf.bytes_field(8, tensor) + protobuf.bytes_field(9, metadata)
 
 
-def event(step: int | None = None, summary_values=(), file_version: str | None = None, wall_time: float | None = None) -> bytes:
+def event(step: int | None = None, summary_values=(), file_version: str | None = None, wall_time: float | None = None, graph_def: bytes | None = None) -> bytes:
     message = protobuf.double_field(1, time.time() if wall_time is None else wall_time)
     if step is not None:
         message += protobuf.int_field(2, step)
     if file_version is not None:
         message += protobuf.bytes_field(3, file_version)
+    if graph_def is not None:
+        message += protobuf.bytes_field(4, graph_def)
     if summary_values:
         message += protobuf.bytes_field(5, b"".join(protobuf.bytes_field(1, value) for value in summary_values))
     return message

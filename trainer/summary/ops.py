@@ -1,10 +1,11 @@
-"""The summary ops: ``scalar``, ``histogram``, ``image`` and ``text``, each written as TF 2 writes it."""
+"""The summary ops: ``scalar``, ``histogram``, ``image``, ``text`` and ``graph``, each written as TF 2 writes it."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from trainer.summary import event_file
+from trainer.summary.graph_def import graph_def
 from trainer.summary.png import encode_png
 from trainer.summary.writer import default_writer, resolve_step
 
@@ -82,3 +83,25 @@ def text(name, data, step=None, description=None) -> bool:
     strings = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in values.reshape(-1).tolist()]
     tensor = event_file.tensor_proto(event_file.DT_STRING, values.shape, strings=[s.encode("utf-8") for s in strings])
     return _write(name, tensor, "text", event_file.DATA_CLASS_TENSOR, step, description)
+
+
+def graph(graph_data) -> bool:
+    """Writes a graph for TensorBoard's Graphs tab: a traced ``Graph``, a concrete function, or GraphDef bytes.
+
+    Example:
+        >>> concrete = tf.function(model).get_concrete_function(tf.TensorSpec([None, 784]))
+        >>> with writer.as_default():
+        ...     tf.summary.graph(concrete.graph)
+    """
+    writer = default_writer()
+    if writer is None:
+        return False
+    if isinstance(graph_data, (bytes, bytearray)):
+        encoded = bytes(graph_data)
+    else:
+        ir = getattr(graph_data, "graph", graph_data)  # a ConcreteFunction carries its Graph
+        if not hasattr(ir, "nodes") or not hasattr(ir, "variables"):
+            raise TypeError(f"tf.summary.graph expects a traced Graph, a concrete function or GraphDef bytes, got {type(graph_data).__name__}")
+        encoded = graph_def(ir)
+    writer.write_graph_def(encoded)
+    return True

@@ -64,6 +64,13 @@ class SummaryWriter:
         if self._pending >= self.max_queue or (time.monotonic() - self._last_flush) * 1000 >= self.flush_millis:
             self.flush()
 
+    def write_graph_def(self, graph_def: bytes, step: int = 0) -> None:
+        """Appends an event holding an encoded ``GraphDef`` (what ``tf.summary.graph`` writes)."""
+        if self._file.closed:
+            raise ValueError(f"the summary writer for {self.logdir!r} is closed")
+        self._file.write(event(step=step, graph_def=graph_def))
+        self.flush()
+
     def flush(self) -> None:
         self._file.flush()
         self._pending, self._last_flush = 0, time.monotonic()

@@ -21,13 +21,15 @@ from trainer.graph.passes import (
     fold_batch_norms,
     fold_constants,
     fuse,
+    mask_before_unpooling,
     optimize,
     peak_live_bytes,
     schedule_for_memory,
+    share_patches,
     simplify,
 )
-from trainer.ops import fused_ops
-from trainer.ops.math_ops import cast_op
+from trainer.ops import fused_ops, nn_ops
+from trainer.ops.math_ops import broadcast_like_op, cast_op
 from trainer.ops.registry import execute
 
 RNG = np.random.default_rng(0)
@@ -249,6 +251,116 @@ def test_simplify_composes_transposes_and_reshapes():
     assert_same_outputs(before, after)
 
 
+def test_simplify_drops_broadcasts_the_elementwise_op_does_itself():
+    def function(column, row, matrix):  # (4, 1), (1, 3), (4, 3)
+        spread = execute(broadcast_like_op, (column, matrix), {})
+        unary = tf.negative(execute(broadcast_like_op, (column, matrix), {}))  # needs the (4, 3) shape: kept
+        wider = execute(broadcast_like_op, (row, matrix), {}) + row  # (1, 3) + (1, 3) is not (4, 3): kept
+        same = execute(broadcast_like_op, (matrix, matrix), {})
+        return spread * matrix, unary, wider, same - matrix
+
+    before = trace(function, [4, 1], [1, 3], [4, 3])
+    after, report = simplify(before)
+    after.check()
+    assert count(before, "broadcast_like") == 4 and count(after, "broadcast_like") == 2
+    assert any("broadcasts that the elementwise op does itself" in line for line in report.changes)
+    assert any("broadcasts to the shape the input has" in line for line in report.changes)
+    assert_same_outputs(before, after)
+
+
+def test_simplify_drops_broadcasts_in_training_graphs():
+    model = tf.keras.Sequential([tf.keras.Input(shape=(5,)), tf.keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = RNG.standard_normal((8, 5)).astype(np.float32), RNG.integers(0, 3, 8)
+    model.train_on_batch(x, y)
+    concrete = next(iter(model.make_train_function().function._cache.values()))
+    before, after = concrete.graph, concrete.optimized_graph
+    assert count(after, "broadcast_like") < count(before, "broadcast_like")
+
+
+# -- masking before unpooling ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ksize, strides, padding", [(2, 2, "VALID"), (2, 2, "SAME"), (3, 2, "VALID"), (3, 1, "SAME")])
+def test_relu_masks_move_before_unpooling_with_equal_results(ksize, strides, padding):
+    def function(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            pooled = tf.nn.max_pool2d(tf.nn.relu(x), ksize, strides, padding)
+            loss = tf.reduce_sum(pooled * pooled)
+        return tape.gradient(loss, x)
+
+    before = trace(function, [2, 7, 7, 3])
+    after, report = mask_before_unpooling(before)
+    after.check()
+    shapes = lambda graph: [node.outputs[0].shape for node in graph.nodes if node.op.name == "relu_grad"]  # noqa: E731
+    assert shapes(before) == [(2, 7, 7, 3)] and shapes(after) == [before.nodes[1].outputs[0].shape]
+    assert any("before unpooling" in line for line in report.changes)
+    x = RNG.standard_normal((2, 7, 7, 3)).astype(np.float32)
+    x[:, :4] = np.minimum(x[:, :4], 0)  # all-negative windows: the ReLU ties them at zero
+    np.testing.assert_array_equal(Executable(after).run(x)[0], Executable(before).run(x)[0])
+
+
+def test_unpooling_mask_moves_only_when_nothing_else_reads_the_unmasked_gradient():
+    def function(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.nn.relu(x)
+            loss = tf.reduce_sum(tf.nn.max_pool2d(y, 2, 2, "VALID"))
+        unpooled = tape.gradient(loss, y)
+        return execute(nn_ops.relu_grad_op, (unpooled, y), {}), unpooled  # the unmasked gradient is read too
+
+    before, _ = eliminate_dead_nodes(trace(function, [1, 4, 4, 2]))
+    after, report = mask_before_unpooling(before)
+    assert op_names(after) == op_names(before) and not report.changed
+
+
+# -- shared patches ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strides, padding, dilations", [(1, "VALID", 1), (2, "SAME", 1), (1, "SAME", 2)])
+def test_a_convolution_shares_its_patches_with_its_filter_gradient(strides, padding, dilations):
+    filters = tf.Variable(RNG.standard_normal((3, 3, 2, 4)).astype(np.float32))
+    bias = tf.Variable(RNG.standard_normal(4).astype(np.float32))
+
+    def function(x):
+        with tf.GradientTape() as tape:
+            y = tf.nn.relu(tf.nn.conv2d(x, filters, strides, padding, dilations=dilations) + bias)
+            loss = tf.reduce_sum(y * y)
+        return (y, *tape.gradient(loss, [filters, bias]))
+
+    before, _ = fuse(trace(function, [None, 9, 8, 2]))
+    after, report = share_patches(before)
+    after.check()
+    assert count(before, "conv2d_backprop_filter") == 1 and count(after, "conv2d_backprop_filter") == 0
+    assert count(after, "conv2d_patches") == 1 and count(after, "fused_conv2d") == 0
+    assert any("shared the patches of 1 convolution" in line for line in report.changes)
+    inputs = [RNG.standard_normal((3, 9, 8, 2)).astype(np.float32)]
+    for expected, actual in zip(Executable(before).run(*inputs), Executable(after).run(*inputs)):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_patches_are_not_shared_without_a_filter_gradient_or_with_unknown_image_sizes():
+    filters = tf.Variable(RNG.standard_normal((3, 3, 2, 4)).astype(np.float32))
+
+    def gradient_of(target):
+        def function(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(tf.nn.conv2d(x, filters, 1, "SAME"))
+            return tape.gradient(loss, x if target == "input" else filters)
+
+        return function
+
+    inference = trace(lambda x: tf.nn.conv2d(x, filters, 1, "SAME"), [None, 6, 6, 2])
+    input_gradient = trace(gradient_of("input"), [None, 6, 6, 2])
+    unknown_sizes = trace(gradient_of("filters"), [None, None, None, 2])
+    assert count(unknown_sizes, "conv2d_backprop_filter") == 1
+    for graph in (inference, input_gradient, unknown_sizes):
+        after, report = share_patches(eliminate_dead_nodes(graph)[0])
+        assert count(after, "conv2d_patches") == 0 and not report.changed
+
+
 # -- fusion --------------------------------------------------------------------------------------------------------
 
 
@@ -382,8 +494,8 @@ def test_pipeline_turns_the_mlp_into_fused_dense_layers():
     after.check()
     assert op_names(after) == ["reshape", "fused_matmul", "fused_matmul", "softmax"]
     assert [node.attrs.get("activation") for node in after.nodes[1:3]] == ["relu", "none"]
-    names = ["dead-nodes", "constant-folding", "simplify", "cse", "batch-norm-folding", "fusion", "dead-nodes"]
-    assert [r.name for r in reports] == names + ["memory-schedule"]
+    names = ["dead-nodes", "constant-folding", "simplify", "cse", "batch-norm-folding", "fusion", "shared-patches"]
+    assert [r.name for r in reports] == names + ["pooling-gradients", "dead-nodes", "memory-schedule"]
     assert str(graph) == text, "optimize must not edit the graph it is given"
     assert_same_outputs(graph, after)
 

@@ -97,11 +97,15 @@ def test_reduce_lr_on_plateau_reduces_after_patience_respects_cooldown_and_min_l
     losses = [5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]
     reduce = tf.keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, cooldown=1, min_lr=0.02)
     history = model.fit(x, y, epochs=7, verbose=0, callbacks=[_scripted("loss", losses), reduce])
-    # epoch 0 sets best; 1, 2 wait -> reduce after 2; epoch 3 cooldown; 4, 5 wait -> reduce after 5 (clamped).
-    np.testing.assert_allclose(history.history["learning_rate"], [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025], rtol=1e-6)
-    np.testing.assert_allclose(tf.keras.callbacks.learning_rate.get_learning_rate(model), 0.025, rtol=1e-6)
-    model.fit(x, y, epochs=4, verbose=0, callbacks=[_scripted("loss", losses), reduce])
+    # Keras 3 (TensorFlow 2.21) logs these rates and ends at 0.02 for the same script: epoch 0 sets best;
+    # 1, 2 wait -> reduce after 2; epoch 3 ends the cooldown and already waits; 4 waits -> reduce; 6 -> clamped.
+    np.testing.assert_allclose(history.history["learning_rate"], [0.1, 0.1, 0.1, 0.05, 0.05, 0.025, 0.025], rtol=1e-6)
     np.testing.assert_allclose(tf.keras.callbacks.learning_rate.get_learning_rate(model), 0.02, rtol=1e-6)
+    reduce = tf.keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1, cooldown=2)
+    model = _classifier(tf.keras.optimizers.SGD(learning_rate=0.1))
+    history = model.fit(x, y, epochs=8, verbose=0, callbacks=[_scripted("loss", [5.0] * 8), reduce])
+    np.testing.assert_allclose(history.history["learning_rate"], [0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125, 0.0125], rtol=1e-6)
+    np.testing.assert_allclose(tf.keras.callbacks.learning_rate.get_learning_rate(model), 0.00625, rtol=1e-6)
 
 
 def test_reduce_lr_on_plateau_improvement_resets_wait_and_state_resets_between_fits():
@@ -177,9 +181,10 @@ def test_model_checkpoint_batch_frequency_weights_only_and_bad_names(tmp_path):
     x, y = _blobs()
     model = _classifier()
     model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[tf.keras.callbacks.ModelCheckpoint(str(tmp_path / "b-{epoch}-{batch}.weights.ember"), save_freq=4, save_weights_only=True)])
-    assert sorted(os.listdir(tmp_path)) == sorted(f"b-{e}-{b}.weights.ember" for e in (1, 2) for b in (3, 7))
+    # Epochs and batches counted from 1, as Keras 3 names them: every 4th of 8 batches an epoch.
+    assert sorted(os.listdir(tmp_path)) == sorted(f"b-{e}-{b}.weights.ember" for e in (1, 2) for b in (4, 8))
     other = _classifier(seed=9)
-    other.load_weights(tmp_path / "b-2-7.weights.ember")
+    other.load_weights(tmp_path / "b-2-8.weights.ember")
     for a, b in zip(other.get_weights(), model.get_weights()):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="must end in '.weights.ember'"):
@@ -247,45 +252,136 @@ def test_callbacks_import_paths_are_kept():
         tf.keras.callbacks.ReduceLROnPlateau(epsilon=1e-3)
 
 
-# -- TensorBoard ------------------------------------------------------------------------------------------
-def _tensorboard_series(folder):
-    from tensorboard.backend.event_processing import plugin_event_accumulator
-    from tensorboard.util import tensor_util
+# -- the protocol: which hooks fit, evaluate and predict call, in what order, with what -------------------
+class _Recorder(tf.keras.callbacks.Callback):
+    """Overrides every hook; records (hook, index, sorted log names), leaving out logs that are None."""
 
-    accumulator = plugin_event_accumulator.EventAccumulator(str(folder), size_guidance={"tensors": 0})
-    accumulator.Reload()
-    return {tag: [(event.step, tensor_util.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)] for tag in accumulator.Tags()["tensors"]}
-
-
-def test_tensorboard_writes_epoch_scalars_for_train_and_validation(tmp_path):
-    pytest.importorskip("tensorboard")
-    x, y = _blobs()
-    model = _classifier(tf.keras.optimizers.SGD(learning_rate=0.05))
-    history = model.fit(x, y, epochs=3, validation_split=0.25, verbose=0, callbacks=[tf.keras.callbacks.TensorBoard(tmp_path)])
-    train, validation = _tensorboard_series(tmp_path / "train"), _tensorboard_series(tmp_path / "validation")
-    assert set(train) == {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_time"}
-    assert set(validation) == {"epoch_loss", "epoch_accuracy"}
-    for name in ("loss", "accuracy"):
-        assert [step for step, _ in train[f"epoch_{name}"]] == [0, 1, 2]
-        np.testing.assert_allclose([float(v) for _, v in train[f"epoch_{name}"]], history.history[name], rtol=1e-6)
-        np.testing.assert_allclose([float(v) for _, v in validation[f"epoch_{name}"]], history.history[f"val_{name}"], rtol=1e-6)
-    np.testing.assert_allclose([float(v) for _, v in train["epoch_learning_rate"]], [0.05] * 3, rtol=1e-6)
-    assert all(float(v) > 0 for _, v in train["epoch_time"])
+    def __init__(self):
+        super().__init__()
+        self.calls = []
 
 
-def test_tensorboard_batch_scalars_and_weight_histograms(tmp_path):
-    pytest.importorskip("tensorboard")
-    x, y = _blobs()
+def _recording(hook):
+    def record(self, *args):
+        self.calls.append((hook, *[sorted(a) if isinstance(a, dict) else a for a in args if a is not None]))
+
+    return record
+
+
+for _hook in [name for name in vars(tf.keras.callbacks.Callback) if name.startswith("on_") and name not in ("on_batch_begin", "on_batch_end")]:
+    setattr(_Recorder, _hook, _recording(_hook))
+
+
+def test_fit_evaluate_and_predict_call_every_hook_in_keras_order_with_keras_logs():
+    x, y = _blobs(n=40)
     model = _classifier()
-    batch_losses = []
-    recorder = tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batch_losses.append(logs["loss"]))
-    model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[recorder, tf.keras.callbacks.TensorBoard(tmp_path, histogram_freq=2, update_freq=3)])
-    train = _tensorboard_series(tmp_path / "train")
-    assert [step for step, _ in train["batch_loss"]] == [3, 6, 9, 12, 15]  # 8 batches an epoch, 16 in all
-    np.testing.assert_allclose([float(v) for _, v in train["batch_loss"]], [batch_losses[s - 1] for s in (3, 6, 9, 12, 15)], rtol=1e-6)
-    assert not os.path.exists(tmp_path / "validation")
-    for weight in model.weights:
-        [(step, table)] = train[weight.name.split(":")[0]]  # histogram_freq=2: epoch 0 only
-        assert step == 0 and table.shape == (30, 3) and table[:, 2].sum() == weight.numpy().size
-    with pytest.raises(ValueError, match="update_freq"):
-        tf.keras.callbacks.TensorBoard(tmp_path, update_freq="often")
+    recorder = _Recorder()
+    model.fit(x[:24], y[:24], epochs=2, batch_size=16, validation_data=(x[24:], y[24:]), validation_batch_size=16, verbose=0, callbacks=[recorder])
+    assert recorder.model is model and recorder.params == {"verbose": 0, "epochs": 2, "steps": 2, "_in_fit": False}
+    metrics, val = ["accuracy", "loss"], ["accuracy", "loss", "val_accuracy", "val_loss"]
+    epoch = lambda e: [  # noqa: E731
+        ("on_epoch_begin", e), ("on_train_batch_begin", 0), ("on_train_batch_end", 0, metrics),
+        ("on_train_batch_begin", 1), ("on_train_batch_end", 1, metrics),
+        ("on_test_begin",), ("on_test_batch_begin", 0), ("on_test_batch_end", 0, metrics), ("on_test_end", metrics),
+        ("on_epoch_end", e, val),
+    ]  # fmt: skip
+    assert recorder.calls == [("on_train_begin",), *epoch(0), *epoch(1), ("on_train_end", val)]
+
+    recorder.calls.clear()
+    model.evaluate(x, y, batch_size=32, verbose=0, callbacks=[recorder])
+    assert recorder.calls == [("on_test_begin",), ("on_test_batch_begin", 0), ("on_test_batch_end", 0, metrics), ("on_test_batch_begin", 1), ("on_test_batch_end", 1, metrics), ("on_test_end", metrics)]
+
+    outputs = []
+    catcher = tf.keras.callbacks.LambdaCallback(on_predict_batch_end=lambda batch, logs: outputs.append(logs["outputs"].numpy()))
+    recorder.calls.clear()
+    predictions = model.predict(x, batch_size=32, verbose=0, callbacks=[recorder, catcher])
+    assert recorder.calls == [("on_predict_begin",), ("on_predict_batch_begin", 0), ("on_predict_batch_end", 0, ["outputs"]), ("on_predict_batch_begin", 1), ("on_predict_batch_end", 1, ["outputs"]), ("on_predict_end",)]
+    np.testing.assert_array_equal(np.concatenate(outputs), predictions)
+
+
+def test_a_callback_stops_training_by_setting_model_stop_training():
+    x, y = _blobs()
+    stopper = tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batch == 2 and setattr(model, "stop_training", True))
+    model = _classifier()
+    batches = []
+    counter = tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batches.append(batch))
+    history = model.fit(x, y, epochs=5, batch_size=32, verbose=0, callbacks=[stopper, counter])
+    assert history.epoch == [0] and batches == [0, 1, 2]
+    with pytest.raises(ValueError, match="unknown hook 'on_epoch_finish'"):
+        tf.keras.callbacks.LambdaCallback(on_epoch_finish=print)
+
+
+# -- EarlyStopping: the epochs and restored weights Keras 3 gives for the same scripted metric ----------------
+# Expected values come from running keras 3 (TensorFlow 2.21) with the same scripts and arguments.
+_EARLY_STOPPING_CASES = {
+    "patience_min_delta": (dict(monitor="loss", patience=2, min_delta=0.05), [1.0, 0.9, 0.95, 0.91, 0.8, 0.85, 0.86, 0.7, 0.7, 0.7], 4, None),
+    "max_mode_baseline": (dict(monitor="val_score", patience=1, mode="max", baseline=0.5), [0.1, 0.2, 0.6, 0.55, 0.7, 0.6, 0.6, 0.6, 0.6, 0.6], 4, None),
+    "baseline_never_met": (dict(monitor="loss", patience=2, baseline=0.5), [1.0, 0.9, 0.8, 0.7, 0.6, 0.55, 0.52, 0.51, 0.5, 0.49], 10, None),
+    "start_from_epoch": (dict(monitor="loss", patience=1, start_from_epoch=3), [1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 3.0, 3.0, 3.0, 3.0], 5, None),
+    "restore_after_stop": (dict(monitor="loss", patience=2, restore_best_weights=True), [1.0, 0.5, 0.7, 0.6, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4], 4, 1),
+    "restore_without_stop": (dict(monitor="loss", patience=5, restore_best_weights=True), [1.0, 0.5, 0.7, 0.6, 0.8, 0.9], 6, 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_EARLY_STOPPING_CASES))
+def test_early_stopping_matches_keras(case):
+    arguments, values, epochs_run, restored_epoch = _EARLY_STOPPING_CASES[case]
+    x, y = _blobs(n=64)
+    model = _classifier(tf.keras.optimizers.SGD(0.1))
+    kept = []
+    script = tf.keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (logs.__setitem__(arguments["monitor"], values[epoch]), kept.append(model.get_weights())))
+    history = model.fit(x, y, epochs=len(values), verbose=0, callbacks=[script, tf.keras.callbacks.EarlyStopping(**arguments)])
+    assert len(history.epoch) == epochs_run
+    expected = kept[-1 if restored_epoch is None else restored_epoch]
+    for a, b in zip(model.get_weights(), expected):
+        np.testing.assert_array_equal(a, b)
+    if restored_epoch is not None:
+        assert any(not np.array_equal(a, b) for a, b in zip(kept[-1], expected))  # restoring changed something
+
+
+def test_early_stopping_prints_and_resets_between_fits(capsys):
+    x, y = _blobs(n=64)
+    model = _classifier()
+    stopper = tf.keras.callbacks.EarlyStopping(monitor="loss", patience=0, verbose=1, restore_best_weights=True)
+    assert model.fit(x, y, epochs=3, verbose=0, callbacks=[_scripted("loss", [1.0, 2.0, 3.0]), stopper]).epoch == [0, 1]
+    assert "Epoch 2: early stopping" in capsys.readouterr().out
+    assert model.fit(x, y, epochs=3, verbose=0, callbacks=[_scripted("loss", [5.0, 4.0, 3.0]), stopper]).epoch == [0, 1, 2]
+
+
+# -- BackupAndRestore at batch granularity ---------------------------------------------------------------
+def test_backup_and_restore_resumes_mid_epoch_after_the_last_backed_up_batch(tmp_path):
+    x, y = _blobs()
+    reference = _classifier()
+    reference.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0)
+
+    model = _classifier()
+    backup = tf.keras.callbacks.BackupAndRestore(tmp_path / "backup", save_freq=3)
+    # 8 batches an epoch, a backup every 3 counted across epochs: the last one is after epoch 1's batch 6.
+    with pytest.raises(_Crash):
+        model.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0, callbacks=[backup, _crash_at(1, 6)])
+    trained = []
+    counter = tf.keras.callbacks.LambdaCallback(on_train_batch_begin=lambda batch, logs: trained.append(batch))
+    history = model.fit(x, y, epochs=3, batch_size=32, shuffle=False, verbose=0, callbacks=[backup, counter])
+    assert history.epoch == [1, 2] and trained[:3] == [7, 0, 1]
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert int(model.optimizer.iterations.numpy()) == int(reference.optimizer.iterations.numpy()) == 24
+
+
+def test_keras_2_on_batch_hooks_still_run_from_subclasses_and_lambda_callbacks():
+    class Counting(tf.keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.begun, self.ended = [], []
+
+        def on_batch_begin(self, batch, logs=None):
+            self.begun.append(batch)
+
+        def on_batch_end(self, batch, logs=None):
+            self.ended.append(sorted(logs))
+
+    x, y = _blobs(n=64)
+    counting, lambda_batches = Counting(), []
+    legacy_lambda = tf.keras.callbacks.LambdaCallback(on_batch_end=lambda batch, logs: lambda_batches.append(batch))
+    _classifier().fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[counting, legacy_lambda])
+    assert counting.begun == [0, 1] and counting.ended == [["accuracy", "loss"]] * 2 and lambda_batches == [0, 1]

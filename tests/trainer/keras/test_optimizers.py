@@ -403,7 +403,7 @@ def test_get_accepts_dicts_and_instances_and_rejects_the_rest():
     instance = optimizers.SGD()
     assert optimizers.get(instance) is instance
     assert optimizers.get({"class_name": "Adam", "config": {"learning_rate": 0.5}}).get_config()["learning_rate"] == 0.5
-    with pytest.raises(ValueError, match="Could not interpret optimizer identifier: 'adagrad'"):
-        optimizers.get("adagrad")
+    with pytest.raises(ValueError, match="Could not interpret optimizer identifier: 'adafactor'"):
+        optimizers.get("adafactor")
     with pytest.raises(ValueError, match="Could not interpret optimizer identifier"):
         optimizers.get(42)

@@ -36,6 +36,30 @@ def test_graph_steps_and_eager_steps_train_to_the_same_weights():
     np.testing.assert_allclose(graph_history["loss"], eager_history["loss"], rtol=1e-5)
 
 
+def test_graph_steps_and_eager_steps_train_a_cnn_to_the_same_weights():
+    # The optimized training graph of a CNN shares im2col patches and moves ReLU masks before unpooling.
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((48, 9, 9, 2)).astype(np.float32), rng.integers(0, 3, 48)
+    results = []
+    for eager in (False, True):
+        tf.keras.utils.set_random_seed(7)
+        tf.keras.backend.clear_session()
+        layers = tf.keras.layers
+        model = tf.keras.Sequential([
+            tf.keras.Input(shape=(9, 9, 2)),
+            layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2),
+            layers.Conv2D(5, 2, activation="relu", padding="same"), layers.MaxPooling2D(2, strides=1),
+            layers.Flatten(), layers.Dense(3, activation="softmax"),
+        ])  # fmt: skip
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=eager)
+        history = model.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+        results.append((history.history["loss"], model.get_weights()))
+    (graph_loss, graph_weights), (eager_loss, eager_weights) = results
+    for a, b in zip(graph_weights, eager_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(graph_loss, eager_loss, rtol=1e-5)
+
+
 def test_fit_returns_history_with_validation_metrics_and_respects_initial_epoch():
     x, y = _blobs()
     model = _classifier()

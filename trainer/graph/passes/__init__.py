@@ -19,13 +19,17 @@ from trainer.graph.passes.common_subexpressions import eliminate_common_subexpre
 from trainer.graph.passes.constant_folding import fold_constants
 from trainer.graph.passes.dead_nodes import eliminate_dead_nodes
 from trainer.graph.passes.fusion import fuse
+from trainer.graph.passes.pooling_gradients import mask_before_unpooling
 from trainer.graph.passes.rewrite import PassReport, copy_graph
 from trainer.graph.passes.schedule import peak_live_bytes, schedule_for_memory
+from trainer.graph.passes.shared_patches import share_patches
 from trainer.graph.passes.simplify import simplify
 
 # Folding first makes constants that simplification recognizes (``x * ones``); simplification
 # removes identities, which lets repeated expressions meet; batch norms fold into plain ops, which
-# fusion then fuses with their activations; scheduling goes last, over the final nodes.
+# fusion then fuses with their activations; in training graphs, each fused convolution then shares
+# its patches with its filter gradient, and ReLU masks move before unpooling (their forward pooling
+# is by then the one value CSE left); scheduling goes last, over the final nodes.
 DEFAULT_PASSES = (
     eliminate_dead_nodes,
     fold_constants,
@@ -33,6 +37,8 @@ DEFAULT_PASSES = (
     eliminate_common_subexpressions,
     fold_batch_norms,
     fuse,
+    share_patches,
+    mask_before_unpooling,
     eliminate_dead_nodes,
     schedule_for_memory,
 )
@@ -67,8 +73,10 @@ __all__ = [
     "fold_batch_norms",
     "fold_constants",
     "fuse",
+    "mask_before_unpooling",
     "optimize",
     "peak_live_bytes",
     "schedule_for_memory",
+    "share_patches",
     "simplify",
 ]

@@ -16,18 +16,24 @@ from trainer.graph.passes.rewrite import (
     state_dependent,
     weight_array,
 )
+from trainer.ops.registry import OpError, broadcast_shapes
 
 # op name -> the rules tried on its nodes; a rule returns the value that replaces the node's output,
 # the node itself after rewriting it in place, or None when it does not apply.
 _RULES: dict[str, list[Callable]] = {}
 _LABELS: dict[Callable, str] = {}
+# The rules that only drop views (broadcasts): the array read stays the same object, read at the same
+# time, so they apply even to nodes that depend on a variable a stateful node writes.
+_VIEW_RULES: set[Callable] = set()
 
 
-def _rule(*op_names: str, label: str):
+def _rule(*op_names: str, label: str, drops_a_view: bool = False):
     def decorate(function):
         for name in op_names:
             _RULES.setdefault(name, []).append(function)
         _LABELS[function] = label
+        if drops_a_view:
+            _VIEW_RULES.add(function)
         return function
 
     return decorate
@@ -37,13 +43,16 @@ def simplify(graph: Graph) -> tuple[Graph, PassReport]:
     """Rewrites ``x*1``, ``1*x``, ``x+0``, ``0+x``, ``x-0`` and ``x/1`` to ``x`` (when the constant is all
     ones or zeros and broadcasting it cannot change ``x``'s shape), a transpose of a transpose to one
     transpose (or to nothing when the permutations cancel), a reshape of a reshape to one reshape,
-    reshapes to the shape the input already has, casts to the dtype the input already has, and
-    ``identity``/``stop_gradient`` (identities when a graph runs) to their input.
+    reshapes to the shape the input already has, casts to the dtype the input already has,
+    ``identity``/``stop_gradient`` (identities when a graph runs) to their input, ``broadcast_like``
+    to its input when that already has the shape, and an elementwise binary op's broadcast operand to
+    the unbroadcast value when the op's own broadcasting gives the same output shape.
 
     Safe because each rewrite gives the same array: multiplying by one and adding zero are exact in
     IEEE arithmetic (up to the sign of a zero), reshapes and transposes compose, and the others return
     their input's values. Nodes reading a variable that a stateful node writes are left alone (see
-    ``state_dependent``): forwarding a copy's input could move a read across the write.
+    ``state_dependent``): forwarding a copy's input could move a read across the write. Dropping a
+    broadcast is safe even there, since ``broadcast_like`` returns a view of the very array it drops.
     """
     graph = copy_graph(graph)
     report = PassReport("simplify")
@@ -52,9 +61,8 @@ def simplify(graph: Graph) -> tuple[Graph, PassReport]:
     applied: dict[str, list[Node]] = {}
     for node in graph.nodes:
         node.inputs = [replacement.get(v.id, v) for v in node.inputs]
-        if any(v.id in dependent for v in node.inputs):
-            continue
-        result = _apply_rules(node, applied)
+        views_only = any(v.id in dependent for v in node.inputs)
+        result = _apply_rules(node, applied, views_only)
         if result is not None:
             replacement[node.outputs[0].id] = result
     graph.outputs = [replacement.get(v.id, v) for v in graph.outputs]
@@ -66,12 +74,15 @@ def simplify(graph: Graph) -> tuple[Graph, PassReport]:
     return graph, report
 
 
-def _apply_rules(node: Node, applied: dict) -> Value | None:
-    """Applies the node's rules until none does; returns the value replacing its output, if any."""
+def _apply_rules(node: Node, applied: dict, views_only: bool) -> Value | None:
+    """Applies the node's rules (only the view-dropping ones when ``views_only``) until none does;
+    returns the value replacing its output, if any."""
     changed = True
     while changed:
         changed = False
         for rule in _RULES.get(node.op.name, ()):
+            if views_only and rule not in _VIEW_RULES:
+                continue
             result = rule(node)
             if result is None:
                 continue
@@ -177,3 +188,44 @@ def _cast_to_same_dtype(node):
 @_rule("identity", "stop_gradient", label="removed identities")
 def _identity(node):
     return node.inputs[0]
+
+
+# -- broadcasts ----------------------------------------------------------------------------------------------
+# Gradients of reductions and of broadcasting ops spread a value over a shape with ``broadcast_like``;
+# NumPy builds each such view in Python (several microseconds), while the elementwise op reading it
+# broadcasts by itself for free.
+
+_BROADCASTING_OPS = (
+    "add", "subtract", "multiply", "divide", "maximum", "minimum", "pow",
+    "equal", "not_equal", "less", "less_equal", "greater", "greater_equal",
+)  # fmt: skip
+
+
+def _static(shape) -> bool:
+    return None not in shape
+
+
+@_rule("broadcast_like", label="removed broadcasts to the shape the input has", drops_a_view=True)
+def _broadcast_to_same_shape(node):
+    x = node.inputs[0]
+    return x if _static(x.shape) and x.shape == node.outputs[0].shape else None
+
+
+@_rule(*_BROADCASTING_OPS, label="removed broadcasts that the elementwise op does itself", drops_a_view=True)
+def _implicit_broadcast(node):
+    output = node.outputs[0].shape
+    if not _static(output):
+        return None
+    for position, value in enumerate(node.inputs):
+        broadcast = _producer(value, "broadcast_like")
+        if broadcast is None:
+            continue
+        source, other = broadcast.inputs[0], node.inputs[1 - position]
+        try:
+            shape = broadcast_shapes(source.shape, other.shape)
+        except OpError:
+            continue
+        if shape == output:
+            node.inputs = [source if index == position else v for index, v in enumerate(node.inputs)]
+            return node
+    return None

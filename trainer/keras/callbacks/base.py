@@ -23,8 +23,12 @@ class Callback:
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...
     def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs)  # Keras 2 callbacks override on_batch_begin: they still run
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs)
+
     def on_test_begin(self, logs=None): ...
     def on_test_end(self, logs=None): ...
     def on_test_batch_begin(self, batch, logs=None): ...
@@ -34,12 +38,9 @@ class Callback:
     def on_predict_batch_begin(self, batch, logs=None): ...
     def on_predict_batch_end(self, batch, logs=None): ...
 
-    # Keras 2 names, kept so that older callbacks work unchanged.
-    def on_batch_begin(self, batch, logs=None):
-        self.on_train_batch_begin(batch, logs)
-
-    def on_batch_end(self, batch, logs=None):
-        self.on_train_batch_end(batch, logs)
+    # Keras 2 names of the train-batch hooks, kept (as Keras 3 keeps them) so that older callbacks work unchanged.
+    def on_batch_begin(self, batch, logs=None): ...
+    def on_batch_end(self, batch, logs=None): ...
 
 
 _HOOKS = [name for name in vars(Callback) if name.startswith("on_") and name not in ("on_batch_begin", "on_batch_end")]
@@ -65,29 +66,37 @@ class CallbackList:
             callback.set_params(self.params)
         for hook in _HOOKS:
             active = [getattr(c, hook) for c in self.callbacks if _overrides(c, hook)]
-            setattr(self, hook, _fan_out(active))
+            setattr(self, hook, _fan_out(active, indexed=hook.startswith("on_epoch") or "batch" in hook))
 
     def __iter__(self):
         return iter(self.callbacks)
 
 
+_LEGACY = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}
+
+
 def _overrides(callback, hook) -> bool:
-    if hook in vars(callback):  # set on the instance, as LambdaCallback does
-        return True
-    if getattr(type(callback), hook, None) is not getattr(Callback, hook):
-        return True
-    # Keras 2 style on_batch_* overrides feed the train-batch hooks.
-    legacy = {"on_train_batch_begin": "on_batch_begin", "on_train_batch_end": "on_batch_end"}.get(hook)
-    return legacy is not None and getattr(type(callback), legacy) is not getattr(Callback, legacy)
+    """Whether ``callback`` does anything in ``hook``: its class overrides it, it is set on the instance (as
+    LambdaCallback does), or (train-batch hooks) it overrides the Keras 2 name the base hook calls."""
+    names = (hook, _LEGACY[hook]) if hook in _LEGACY else (hook,)
+    return any(name in vars(callback) or getattr(type(callback), name) is not getattr(Callback, name) for name in names)
 
 
-def _fan_out(methods):
+def _fan_out(methods, indexed: bool):
+    """One hook of every callback as one call; ``logs`` is always passed (None when there are none), as Keras does."""
     if not methods:
         return lambda *args, **kwargs: None
+    if indexed:
 
-    def call(*args, **kwargs):
+        def call_indexed(index, logs=None):
+            for method in methods:
+                method(index, logs)
+
+        return call_indexed
+
+    def call(logs=None):
         for method in methods:
-            method(*args, **kwargs)
+            method(logs)
 
     return call
 

@@ -11,6 +11,7 @@ import numpy as np
 from trainer.keras.callbacks.base import Callback
 from trainer.keras.callbacks.monitor import MonitorCallback
 from trainer.keras.saving.registration import keras_serializable
+from trainer.train import random_state
 
 _MODEL_SUFFIX, _WEIGHTS_SUFFIX = ".ember", ".weights.ember"
 
@@ -27,7 +28,7 @@ class ModelCheckpoint(MonitorCallback):
 
     Args:
         filepath: the file to write; may hold ``str.format`` fields filled with ``epoch`` (counted from 1,
-            as Keras names files), ``batch`` and the logs: ``"ckpt-{epoch:02d}-{val_loss:.2f}.ember"``.
+            as Keras names files), ``batch`` (from 1, with an int ``save_freq``) and the logs: ``"ckpt-{epoch:02d}-{val_loss:.2f}.ember"``.
             Ends in ".ember" (``model.save``) or, with ``save_weights_only``, ".weights.ember".
         monitor: the metric that ``save_best_only`` compares.
         save_best_only: write only when ``monitor`` improves on the best value so far.
@@ -100,7 +101,7 @@ class ModelCheckpoint(MonitorCallback):
     def _path(self, epoch, batch, logs) -> str:
         fields = {**logs, "epoch": epoch + 1}
         if batch is not None:
-            fields["batch"] = batch
+            fields["batch"] = batch + 1  # counted from 1 too, as Keras 3 names files
         try:
             return self.filepath.format(**fields)
         except KeyError as error:
@@ -114,15 +115,21 @@ class ModelCheckpoint(MonitorCallback):
 class BackupAndRestore(Callback):
     """Backs up the model, the optimizer and the epoch, so that a ``fit`` interrupted by a crash resumes.
 
-    Every epoch (or every ``save_freq`` batches) the weights, the optimizer's variables and the number of
-    finished epochs go into ``backup_dir``. A later ``fit`` with the same callback restores them and
-    continues from the next epoch (a batch-level backup taken mid-epoch resumes at the start of that epoch,
-    with the weights it saved, as Keras 3 does). A ``fit`` that ends normally deletes the backup (unless
+    Every epoch (or every ``save_freq`` batches) the weights, the optimizer's variables and the position
+    (epoch and batch) go into ``backup_dir``. A later ``fit`` with the same callback restores them and
+    continues right after the last backed-up batch: with ``save_freq`` an int it skips the batches of that
+    epoch already trained (Keras 3 restarts the epoch instead). The random generator's state is backed up
+    too, so a shuffled epoch is drawn in the same order and dropout draws the same masks: with array inputs
+    (shuffled or not) or a deterministic dataset the resumed run reaches the uninterrupted run's weights
+    exactly (``tests/trainer/test_crash_recovery.py`` kills a run to check it); the resumed epoch's logged metrics
+    cover only the batches after the backup. A ``fit`` that ends normally deletes the backup (unless
     ``delete_checkpoint=False``).
 
     Args:
         backup_dir: the folder for the backup (created when needed; use one per training job).
         save_freq: "epoch", an integer number of batches, or False (no backups, only restore).
+        double_checkpoint: accepted for Keras 3 compatibility; every backup here is already written
+            beside the previous one and swapped in, so a crash mid-backup always leaves a complete one.
         delete_checkpoint: delete the backup when training finishes.
 
     Example:
@@ -132,15 +139,16 @@ class BackupAndRestore(Callback):
 
     _STATE, _WEIGHTS, _OPTIMIZER = "training_state.json", "model.weights.ember", "optimizer.npz"
 
-    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True):
         super().__init__()
         if not backup_dir:
             raise ValueError("BackupAndRestore: backup_dir must be a non-empty folder path")
         self.backup_dir = os.fspath(backup_dir)
         self.save_freq = save_freq if save_freq is False else _check_save_freq(save_freq, "BackupAndRestore")
-        self.delete_checkpoint = delete_checkpoint
+        self.double_checkpoint, self.delete_checkpoint = double_checkpoint, delete_checkpoint
         self._checkpoint = os.path.join(self.backup_dir, "checkpoint")
         self._current_epoch = self._batches_seen = 0
+        self._epoch_rng = self._pending_rng = None  # the random generator's state: see on_train_begin
 
     def on_train_begin(self, logs=None):
         self._batches_seen = 0
@@ -157,23 +165,37 @@ class BackupAndRestore(Callback):
                 optimizer.build(self.model.trainable_variables)
             with np.load(optimizer_path, allow_pickle=False) as arrays:
                 optimizer.load_own_variables({key: arrays[key] for key in arrays.files})
-        # fit reads this after on_train_begin and starts its epoch loop there (Keras 3's protocol).
+        # fit reads these after on_train_begin and starts its loops there (Keras 3's protocol, plus the batch).
         self.model._initial_epoch = int(state["epoch"])
+        self.model._initial_step = int(state.get("batch", 0))
+        if "rng_epoch_start" in state:
+            # The resumed epoch draws its shuffle from the generator as the crashed run did; its first trained
+            # batch then continues from the generator's state at the backup (dropout masks and the like).
+            random_state.set_global_state(state["rng_epoch_start"])
+            self._pending_rng = state["rng"] if self.model._initial_step else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
+        self._epoch_rng = random_state.get_global_state()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._pending_rng is not None:
+            random_state.set_global_state(self._pending_rng)
+            self._pending_rng = None
 
     def on_train_batch_end(self, batch, logs=None):
         if isinstance(self.save_freq, int) and self.save_freq is not False:
             self._batches_seen += 1
             if self._batches_seen % self.save_freq == 0:
-                # A backup after an epoch's last batch resumes with the next epoch; any other, with this one.
-                finished = self.params.get("steps") is not None and batch + 1 == self.params["steps"]
-                self._backup(self._current_epoch + 1 if finished else self._current_epoch)
+                # A backup after an epoch's last batch resumes with the next epoch; any other, after this batch.
+                if self.params.get("steps") is not None and batch + 1 == self.params["steps"]:
+                    self._backup(self._current_epoch + 1, 0)
+                else:
+                    self._backup(self._current_epoch, batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":
-            self._backup(epoch + 1)
+            self._backup(epoch + 1, 0)
 
     def on_train_end(self, logs=None):
         if self.delete_checkpoint and os.path.isdir(self.backup_dir):
@@ -187,7 +209,7 @@ class BackupAndRestore(Callback):
                 return folder
         return None
 
-    def _backup(self, next_epoch: int) -> None:
+    def _backup(self, next_epoch: int, next_batch: int) -> None:
         """Writes a complete backup into a fresh folder, then swaps it in, so a crash never leaves half of one."""
         staging = self._checkpoint + ".tmp"
         shutil.rmtree(staging, ignore_errors=True)
@@ -199,7 +221,8 @@ class BackupAndRestore(Callback):
             optimizer.save_own_variables(store)
             np.savez(os.path.join(staging, self._OPTIMIZER), **store)
         with open(os.path.join(staging, self._STATE), "w", encoding="utf-8") as file:
-            json.dump({"epoch": next_epoch}, file)
+            rng = random_state.get_global_state()
+            json.dump({"epoch": next_epoch, "batch": next_batch, "rng": rng, "rng_epoch_start": self._epoch_rng if next_batch else rng}, file)
         old = self._checkpoint + ".old"
         shutil.rmtree(old, ignore_errors=True)
         if os.path.exists(self._checkpoint):

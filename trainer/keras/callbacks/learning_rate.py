@@ -93,14 +93,13 @@ class ReduceLROnPlateau(MonitorCallback):
         current = self._current(logs)
         if current is None:
             return
-        in_cooldown = self.cooldown_counter > 0
-        if in_cooldown:
+        if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
         if self._is_improvement(current, self.best):
             self.best, self.wait = current, 0
             return
-        if in_cooldown:
+        if self.cooldown_counter > 0:  # read after the countdown above: the last cooldown epoch already counts, as in Keras 3
             return
         self.wait += 1
         if self.wait < self.patience:

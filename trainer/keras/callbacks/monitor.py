@@ -55,7 +55,21 @@ class MonitorCallback(Callback):
 
 @keras_serializable("callbacks")
 class EarlyStopping(MonitorCallback):
-    """Stops training when ``monitor`` has stopped improving for ``patience`` epochs."""
+    """Stops training when ``monitor`` has stopped improving for ``patience`` epochs.
+
+    Args:
+        monitor: the metric to watch ("val_loss", "accuracy", ...).
+        min_delta: the smallest change that counts as an improvement.
+        patience: epochs without improvement before training stops.
+        verbose: 1 prints when training stops and when the weights are restored.
+        mode: "min", "max" or "auto" (inferred from the metric's name).
+        baseline: the waiting only restarts once ``monitor`` beats this value as well as the best so far.
+        restore_best_weights: at the end of training, go back to the weights of the best epoch.
+        start_from_epoch: epochs to train before watching starts (a warm-up).
+
+    Example:
+        >>> stop = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    """
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None, restore_best_weights=False, start_from_epoch=0):
         super().__init__(monitor, mode, min_delta, baseline)
@@ -71,7 +85,7 @@ class EarlyStopping(MonitorCallback):
         if current is None or epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
-            self.best_weights = self.model.get_weights()
+            self.best_weights, self.best_epoch = self.model.get_weights(), epoch
         self.wait += 1
         if self._is_improvement(current, self.best):
             self.best, self.best_epoch = current, epoch
@@ -87,7 +101,8 @@ class EarlyStopping(MonitorCallback):
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0 and self.verbose > 0:
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
-        if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch > 0:
+        # Keras 3 restores the best weights whenever it kept them, whether or not training stopped early.
+        if self.restore_best_weights and self.best_weights is not None:
             if self.verbose > 0:
                 print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)

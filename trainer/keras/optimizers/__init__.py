@@ -1,4 +1,4 @@
-"""``tf.keras.optimizers``: SGD, Adam, AdamW, RMSprop, learning-rate schedules, and ``get``.
+"""``tf.keras.optimizers``: SGD, Adam, AdamW, RMSprop, Adagrad, Ftrl, learning-rate schedules, and ``get``.
 
 ``get("adam")`` (any case), a config dict, or an instance gives an ``Optimizer``; ``serialize`` and
 ``deserialize`` convert to and from ``{"class_name": ..., "config": ...}``.
@@ -10,15 +10,17 @@ from trainer.keras.saving.registration import UnknownObjectError, lookup
 from trainer.keras.saving.registration import serialize as _serialize
 
 from . import schedules
+from .adagrad import Adagrad
 from .adam import Adam
 from .adamw import AdamW
 from .base import Optimizer
+from .ftrl import Ftrl
 from .rmsprop import RMSprop
 from .sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "deserialize", "get", "schedules", "serialize"]
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Ftrl", "Optimizer", "RMSprop", "deserialize", "get", "schedules", "serialize"]
 
-_NAMES = ("SGD", "Adam", "AdamW", "RMSprop")
+_NAMES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Ftrl")
 
 
 def serialize(optimizer) -> dict:

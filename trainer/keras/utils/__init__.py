@@ -1,10 +1,11 @@
-"""``tf.keras.utils``: seeding, progress bars, serialization registration, label helpers."""
+"""``tf.keras.utils``: seeding, progress bars, serialization registration, label helpers, training curves."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from trainer.keras.saving.registration import register_keras_serializable  # noqa: F401
+from trainer.keras.utils.plotting import plot_history  # noqa: F401
 from trainer.keras.utils.progbar import Progbar  # noqa: F401
 
 

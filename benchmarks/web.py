@@ -1,0 +1,144 @@
+"""Web suite: our JS runtime against onnxruntime-web (WebAssembly, one thread) in one headless Chromium.
+
+The same MNIST MLP and CNN as the inference suite (lite file for us, ONNX for onnxruntime-web), served
+from 127.0.0.1, each measurement in a fresh browser context (nothing cached): per-inference latency at
+batch 1, cold start (import the runtime, load the model, first inference), and the download a page
+pays for the runtime plus the model, gzipped. Both runtimes' first outputs are checked against our
+Python lite runtime on the same real MNIST image.
+
+onnxruntime-web comes from npm (``npm install`` at the repository root: a devDependency in
+``package.json``); without it, or without Chromium, the rows say so instead of giving numbers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import Row, mnist_subset, peer_missing
+
+SUITE = "web"
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_PAGE = Path(__file__).with_name("web_bench.js")
+ORT_DIST = Path(os.environ.get("EMBERFLOW_NODE_MODULES", ROOT / "node_modules")) / "onnxruntime-web" / "dist"
+# What a page using onnxruntime-web's WebAssembly build downloads besides the model.
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+OUR_FILES = ("emberflow-lite.js",)
+CHECK_TOLERANCE = 1e-4
+
+
+def _gzipped_bytes(paths) -> int:
+    return sum(len(gzip.compress(Path(path).read_bytes(), compresslevel=9)) for path in paths)
+
+
+def _prepare_site(folder: Path, systems) -> dict:
+    """Writes the models, the runtimes, the bench page and one real MNIST image into ``folder``.
+
+    Returns ``{kind: (input shape, our Python runtime's output on that image)}``.
+    """
+    from benchmarks.inference import _models  # noqa: PLC0415
+    from lite_runtime import Interpreter  # noqa: PLC0415
+    from web_export.bundle import PACKAGE  # noqa: PLC0415
+
+    _, (x_test, _) = mnist_subset()
+    image = x_test[0]
+    (folder / "input.json").write_text(json.dumps(image.ravel().tolist()))
+    (folder / "bench.html").write_text(
+        '<!doctype html><meta charset="utf-8"><script type="module" src="bench.js"></script>\n'
+    )
+    shutil.copy(BENCH_PAGE, folder / "bench.js")
+    for name in OUR_FILES:
+        shutil.copy(PACKAGE / "js" / name, folder / name)
+    if "onnxruntime-web" in systems and ORT_DIST.is_dir():
+        for name in ORT_FILES:
+            shutil.copy(ORT_DIST / name, folder / name)
+    cases = {}
+    for kind, (lite, _onnx_file, shape) in _models(folder).items():
+        expected = Interpreter(model_path=str(lite)).run([image.reshape(1, *shape)])[0][0]
+        cases[kind] = ((1, *shape), expected)
+    return cases
+
+
+def _measure(browser, url: str, system: str, kind: str, shape, seconds: float) -> dict:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        query = f"system={system}&model={kind}&shape={','.join(map(str, shape))}&seconds={seconds}"
+        page.goto(f"{url}bench.html?{query}")
+        return page.evaluate("() => window.benchmark")
+    finally:
+        context.close()
+
+
+def _download_row(folder: Path, system: str, kind: str) -> Row:
+    case = f"{kind} float32 batch 1"
+    if system == "emberflow":
+        files = [folder / name for name in OUR_FILES] + [folder / f"{kind}.lite"]
+    else:
+        files = [folder / name for name in ORT_FILES] + [folder / f"{kind}.onnx"]
+    parts = ", ".join(f"{path.name} {_gzipped_bytes([path]) / 1024:.1f}" for path in files)
+    return Row(
+        SUITE,
+        case,
+        system,
+        "download (gzip)",
+        _gzipped_bytes(files) / 1024,
+        "KiB",
+        f"runtime + model, KiB gzipped: {parts}",
+    )
+
+
+def _system_rows(browser, url: str, folder: Path, system: str, kind: str, case: tuple, seconds: float) -> list[Row]:
+    """The rows of one system on one model: download size, then latency, cold start and the output check."""
+    from playwright.sync_api import Error as PageError  # noqa: PLC0415
+
+    name = f"{kind} float32 batch 1"
+    shape, expected = case
+    rows = [_download_row(folder, system, kind)]
+    try:
+        result = _measure(browser, url, system, kind, shape, seconds)
+    except PageError as error:  # the page threw or timed out: a row that says why, not a number
+        return rows + [peer_missing(SUITE, name, system, "latency median", "us", error)]
+    difference = float(np.max(np.abs(np.asarray(result["output"], np.float32) - expected)))
+    agreement = "WRONG OUTPUT: " if difference > CHECK_TOLERANCE else ""
+    note = f"{agreement}max difference from the Python lite runtime {difference:.2g}; {result['calls']} timed calls"
+    return rows + [
+        Row(SUITE, name, system, "latency median", result["medianMs"] * 1e3, "us", note),
+        Row(SUITE, name, system, "cold start (import + load + first run)", result["coldStartMs"], "ms", note),
+    ]
+
+
+def run(quick: bool = False, systems=("emberflow", "onnxruntime-web"), log=print) -> list[Row]:
+    from web_export.testing import chromium, chromium_missing, serve  # noqa: PLC0415
+
+    missing_browser = chromium_missing()
+    if missing_browser is not None:
+        return [
+            peer_missing(SUITE, "mlp float32 batch 1", system, "latency median", "us", RuntimeError(missing_browser))
+            for system in systems
+        ]
+    if "onnxruntime-web" in systems and not ORT_DIST.is_dir():
+        log(f"[web] {ORT_DIST} is missing: run `npm install` at the repository root for onnxruntime-web")
+    seconds = 0.3 if quick else 1.5
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        cases = _prepare_site(folder, systems)
+        with serve(folder) as url, chromium() as browser:
+            for kind, case in cases.items():
+                for system in systems:
+                    if system == "onnxruntime-web" and not ORT_DIST.is_dir():
+                        missing = FileNotFoundError(f"{ORT_DIST}: run `npm install` at the repository root")
+                        rows.append(
+                            peer_missing(SUITE, f"{kind} float32 batch 1", system, "latency median", "us", missing)
+                        )
+                        continue
+                    log(f"[web] {kind}: {system} ...")
+                    rows += _system_rows(browser, url, folder, system, kind, case, seconds)
+    return rows

@@ -1,0 +1,408 @@
+"""Quantized kernels: the fixed-point helpers against hand-checked cases and exact arithmetic, the fast int8
+products against plain int64 ones, and every int8 / hybrid kernel against LiteRT on single-op files.
+
+LiteRT's reference kernels (``OpResolverType.BUILTIN_REF``) are the judge of bit-exactness; its default
+kernels (XNNPACK requantizes in float) may differ by one int8 step, never more.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lite_runtime
+import trainer as tf
+from exporter.lite import to_lite
+from lite_runtime import LiteFormatError
+from lite_runtime.kernels import KERNELS, Node, TensorInfo, fixed_point
+from lite_runtime.schema import BuiltinOperator as Op
+
+litert = pytest.importorskip("ai_edge_litert.interpreter")
+L = tf.keras.layers
+REFERENCE, DEFAULT = litert.OpResolverType.BUILTIN_REF, litert.OpResolverType.AUTO
+BUILTIN = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES  # TFLite's optimized kernels, no XNNPACK
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+# -- fixed-point helpers -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("real", "expected"), [
+    (0.5, (2**30, 0)),            # 0.5 = 0.5 · 2^0
+    (1.0, (2**30, 1)),            # 1 = 0.5 · 2^1
+    (0.75, (3 * 2**29, 0)),
+    (0.1, (1717986918, -3)),      # 0.8 · 2^-3; round(0.8 · 2^31) = 1717986918
+    (0.99999999999, (2**30, 1)),  # q rounds up to 2^31: halved, shift + 1
+    (1e-12, (0, 0)),              # shift below -31: flushed to zero
+    (0.0, (0, 0)),
+])  # fmt: skip
+def test_quantize_multiplier_hand_cases(real, expected):
+    assert fixed_point.quantize_multiplier(real) == expected
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    (INT32_MIN, INT32_MIN, INT32_MAX),  # the one overflow saturates
+    (2**30, 2**30, 2**29),              # 2·2^60 / 2^32
+    (7, 2**30, 4),                      # 3.5 rounds up
+    (-7, 2**30, -3),                    # −3.5 rounds up too (gemmlowp's nudge 1 − 2^30)
+    (-9, 2**30, -4),                    # −4.5 -> −4
+    (100, 2**31 - 1, 100),
+])  # fmt: skip
+def test_saturating_rounding_doubling_high_mul_hand_cases(a, b, expected):
+    assert int(fixed_point.saturating_rounding_doubling_high_mul(np.int64(a), np.int64(b))) == expected
+
+
+@pytest.mark.parametrize(("x", "exponent", "expected"),
+                         [(5, 1, 3), (-5, 1, -3), (4, 1, 2), (-3, 1, -2), (7, 2, 2), (-6, 2, -2), (9, 0, 9)])  # fmt: skip
+def test_rounding_divide_by_pot_rounds_half_away_from_zero(x, exponent, expected):
+    assert int(fixed_point.rounding_divide_by_pot(np.int64(x), exponent)) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=8), st.integers(0, 31))
+def test_rounding_divide_by_pot_follows_gemmlowp(values, exponent):
+    mask = (1 << exponent) - 1
+    expected = [(x >> exponent) + ((x & mask) > (mask >> 1) + (x < 0)) for x in values]  # gemmlowp, per value
+    np.testing.assert_array_equal(fixed_point.rounding_divide_by_pot(np.array(values), exponent), expected)
+
+
+def test_round_half_away_from_zero():
+    values = np.array([0.5, 1.5, 2.5, -0.5, -2.5, 0.49999997, -1.4999999, 3.0], np.float32)
+    np.testing.assert_array_equal(fixed_point.round_half_away(values), [1, 2, 3, -1, -3, 0, -1, 3])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(2**24), 2**24), st.floats(1e-6, 60.0))
+def test_multiply_by_quantized_multiplier_is_within_one_of_the_exact_product(x, real):
+    multiplier, shift = fixed_point.quantize_multiplier(real)
+    exact = Fraction(x) * multiplier * Fraction(2) ** (shift - 31)
+    got = int(fixed_point.multiply_by_quantized_multiplier(np.array([x]), multiplier, shift)[0])
+    right_shift = max(-shift, 0)  # two roundings: to an integer, then by 2^right_shift
+    assert abs(got - exact) <= Fraction(1, 2) + Fraction(1, 2 ** (right_shift + 1))
+
+
+def test_multiply_by_quantized_multiplier_broadcasts_per_channel():
+    multipliers, shifts = fixed_point.quantize_multipliers([0.5, 0.25, 3.0])
+    got = fixed_point.multiply_by_quantized_multiplier(np.array([[10, 10, 10], [-10, -10, -10]]), multipliers, shifts)
+    np.testing.assert_array_equal(got, [[5, 3, 30], [-5, -3, -30]])  # ±2.5 round away from zero
+
+
+# -- the fast products against plain int64 arithmetic --------------------------------------------------------
+def _node(code, inputs, outputs, options):
+    return Node(0, Op(code).name, inputs, len(outputs), outputs, options,
+                lambda shape, dtype, fill=0: np.full(shape, fill, dtype))  # fmt: skip
+
+
+def _int8(shape, scale, zero_point, value=None, scales=None, axis=0):
+    scales = np.array([scale] if scales is None else scales, np.float32)
+    return TensorInfo(tuple(shape), np.dtype(np.int8), value, scales, np.zeros(len(scales), np.int64) + zero_point, axis)
+
+
+def _run(code, inputs, outputs, options, values):
+    kernel = KERNELS[code]
+    shapes, state = kernel.prepare(_node(code, inputs, outputs, options))
+    results = [np.zeros(shape, dtype) for shape, dtype in shapes]
+    kernel.eval(state, values, results)
+    return results[0]
+
+
+@pytest.mark.parametrize("depth", [40, 1500])  # float32 products below 519 terms, float64 above
+def test_int8_fully_connected_equals_plain_int64_arithmetic(depth, rng):
+    units, rows = 6, 5
+    x = rng.integers(-128, 128, (rows, depth), dtype=np.int8)
+    weights = rng.integers(-127, 128, (units, depth), dtype=np.int8)
+    bias = rng.integers(-5000, 5000, units, dtype=np.int32)
+    scales = rng.uniform(0.001, 0.01, units).astype(np.float32)
+    x_info, y_info = _int8(x.shape, 0.05, -3), _int8((rows, units), 0.9, 4)
+    w_info = _int8(weights.shape, 0, 0, weights, scales)
+    b_info = TensorInfo((units,), np.dtype(np.int32), bias)
+    options = {"fused_activation_function": 0, "weights_format": 0, "keep_num_dims": False, "asymmetric_quantize_inputs": False}
+    got = _run(Op.FULLY_CONNECTED, [x_info, w_info, b_info], [y_info], options, [x, weights, bias])
+
+    accumulators = (x.astype(np.int64) + 3) @ weights.astype(np.int64).T + bias
+    expected = np.empty_like(accumulators)
+    for unit in range(units):
+        real = np.float64(np.float32(0.05)) * np.float64(scales[unit]) / np.float64(np.float32(0.9))
+        multiplier, shift = fixed_point.quantize_multiplier(float(real))
+        for row in range(rows):
+            expected[row, unit] = _scalar_multiply(int(accumulators[row, unit]), multiplier, shift) + 4
+    np.testing.assert_array_equal(got, np.clip(expected, -128, 127))
+
+
+def _scalar_multiply(x: int, multiplier: int, shift: int) -> int:
+    """common.h ``MultiplyByQuantizedMultiplier`` on Python integers, one value at a time."""
+    a = x * (1 << max(shift, 0))
+    product = a * multiplier
+    nudged = product + ((1 << 30) if product >= 0 else 1 - (1 << 30))
+    high = abs(nudged) // 2**31 * (1 if nudged >= 0 else -1)
+    exponent = max(-shift, 0)
+    mask = (1 << exponent) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    return (high >> exponent) + (1 if (high & mask) > threshold else 0)
+
+
+# -- single-op files from our exporter, against LiteRT ----------------------------------------------------
+def _sequential(shape, *layers):
+    return lambda: tf.keras.Sequential([tf.keras.Input(shape), *layers])
+
+
+def _merge(layer):
+    def build():
+        inputs = tf.keras.Input((6,))
+        a, b = L.Dense(5)(inputs), L.Dense(5, activation="tanh")(inputs)
+        return tf.keras.Model(inputs, layer()([a, b]))
+
+    return build
+
+
+SINGLE_OPS = {
+    "fully_connected": (_sequential((20,), L.Dense(7)), (20,)),
+    "fully_connected_relu6": (_sequential((20,), L.Dense(7, activation="relu6")), (20,)),
+    "conv_2d": (_sequential((6, 6, 3), L.Conv2D(4, 3, padding="same", strides=2, activation="relu")), (6, 6, 3)),
+    "depthwise_conv_2d": (_sequential((6, 6, 3), L.DepthwiseConv2D(3, depth_multiplier=2, padding="same")), (6, 6, 3)),
+    "max_pool_2d": (_sequential((6, 6, 3), L.MaxPooling2D(3, strides=2, padding="same")), (6, 6, 3)),
+    "average_pool_2d": (_sequential((7, 7, 3), L.AveragePooling2D(3, strides=2, padding="same")), (7, 7, 3)),
+    "mean": (_sequential((5, 5, 3), L.GlobalAveragePooling2D()), (5, 5, 3)),
+    "pad": (_sequential((4, 4, 2), L.ZeroPadding2D(1), L.Conv2D(2, 3)), (4, 4, 2)),
+    "softmax": (_sequential((9,), L.Softmax()), (9,)),
+    "logistic": (_sequential((9,), L.Activation("sigmoid")), (9,)),
+    "tanh": (_sequential((9,), L.Activation("tanh")), (9,)),
+    "relu": (_sequential((9,), L.ReLU()), (9,)),
+    "relu6": (_sequential((9,), L.Activation("relu6")), (9,)),
+    "add": (_merge(L.Add), (6,)),
+    "mul": (_merge(L.Multiply), (6,)),
+    "sub": (_merge(L.Subtract), (6,)),
+    "concatenation": (_merge(L.Concatenate), (6,)),
+}  # fmt: skip
+
+
+def _litert(data: bytes, x: np.ndarray, resolver, preserve: bool = False):
+    interpreter = litert.Interpreter(model_content=data, experimental_op_resolver_type=resolver,
+                                     experimental_preserve_all_tensors=preserve)  # fmt: skip
+    index = interpreter.get_input_details()[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    return interpreter
+
+
+def _inputs(rng, shape, batch=3):
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
+    x.reshape(batch, -1)[:, :2] = (-9.0, 9.0)  # outside the calibrated range: exercises the clamps
+    return x
+
+
+def assert_int8_tensors_match_reference(data: bytes, x: np.ndarray) -> int:
+    """Every int8 tensor of our run equals LiteRT's reference kernels' bit for bit; returns how many elements."""
+    ours = lite_runtime.Interpreter(model_content=data, experimental_preserve_all_tensors=True)
+    ours.run([x])
+    theirs = _litert(data, x, REFERENCE, preserve=True)
+    checked = 0
+    for detail in theirs.get_tensor_details():
+        if detail["dtype"] != np.int8 or detail["index"] in {d["index"] for d in theirs.get_input_details()}:
+            continue
+        try:
+            expected = theirs.get_tensor(detail["index"])
+        except ValueError:
+            continue  # a constant LiteRT does not expose
+        np.testing.assert_array_equal(ours.get_tensor(detail["index"]), expected, err_msg=detail["name"])
+        checked += expected.size
+    return checked
+
+
+def assert_close_to_default_litert(data: bytes, x: np.ndarray, step: float) -> None:
+    """Against LiteRT's default kernels: never more than one int8 step apart."""
+    (ours,) = lite_runtime.Interpreter(model_content=data).run([x])
+    theirs = _litert(data, x, DEFAULT)
+    expected = theirs.get_tensor(theirs.get_output_details()[0]["index"])
+    assert np.abs(ours.astype(np.float64) - expected).max() <= step * 1.0001
+
+
+@pytest.fixture(scope="module")
+def int8_files():
+    rng = np.random.default_rng(5)
+    tf.keras.utils.set_random_seed(5)
+    files = {}
+    for name, (build, shape) in SINGLE_OPS.items():
+        calibration = rng.standard_normal((16, *shape)).astype(np.float32)
+        files[name] = to_lite(build(), quantize="int8", calibration=calibration)
+    return files
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_OPS))
+def test_int8_kernel_matches_litert(int8_files, name, rng):
+    data, shape = int8_files[name], SINGLE_OPS[name][1]
+    x = _inputs(rng, shape)
+    assert assert_int8_tensors_match_reference(data, x) > 0
+    output = lite_runtime.Interpreter(model_content=data)
+    operators = output._model.operators
+    step = float(output._model.tensors[operators[-1].inputs[0]].scales[0])  # the int8 tensor DEQUANTIZE reads
+    assert_close_to_default_litert(data, x, step)
+
+
+def _hybrid_file(build, asymmetric: bool) -> bytes:
+    """A dynamic-range file whatever the weight count, with the hybrid input quantization chosen."""
+    from exporter.lite.builder import serialize  # noqa: PLC0415
+    from exporter.lite.model import build_model  # noqa: PLC0415
+    from exporter.quantize import editing  # noqa: PLC0415
+    from exporter.quantize.weights import dynamic_range  # noqa: PLC0415
+    from exporter.source import as_inference_graph  # noqa: PLC0415
+
+    model = build_model(as_inference_graph(build(), None))
+    dynamic_range(model, min_elements=1)
+    for operator in model.operators:
+        if editing.code_of(model, operator) == Op.FULLY_CONNECTED:
+            operator.options["asymmetric_quantize_inputs"] = asymmetric
+    editing.finish(model)
+    return serialize(model)
+
+
+@pytest.mark.parametrize(("name", "asymmetric"), [("fully_connected", False), ("fully_connected", True),
+                                                  ("fully_connected_relu6", False), ("conv_2d", True),
+                                                  ("depthwise_conv_2d", True)])  # fmt: skip
+def test_hybrid_kernel_matches_litert(name, asymmetric, rng):
+    build, shape = SINGLE_OPS[name]
+    data = _hybrid_file(build, asymmetric)
+    x = _inputs(rng, shape)
+    x[1] = 0.0  # an all-zero row quantizes with scale 1
+    (ours,) = lite_runtime.Interpreter(model_content=data).run([x])
+    # Not DEFAULT: its XNNPACK delegate quantizes a hybrid input its own way (outputs ~1% apart), while
+    # TFLite's own kernels, reference and optimized, agree with each other and with ours.
+    for resolver in (REFERENCE, BUILTIN):
+        theirs = _litert(data, x, resolver)
+        np.testing.assert_allclose(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]), rtol=1e-5, atol=1e-5,
+                                   err_msg=resolver.name)  # fmt: skip
+
+
+def _with_per_tensor_weights(model, code) -> None:
+    """Rewrites the per-channel int8 weights (and an int32 bias) of ``code`` operators to one scale each:
+    the layout of older converters, which takes the per-tensor multiplier path."""
+    from exporter.lite.builder import Quantization  # noqa: PLC0415
+    from exporter.quantize import editing  # noqa: PLC0415
+
+    for operator in model.operators:
+        if editing.code_of(model, operator) != code:
+            continue
+        weights = model.tensors[operator.inputs[1]]
+        scales = np.array(weights.quantization.scale, np.float64)
+        values = editing.constant(model, operator.inputs[1])
+        real = values * scales.reshape(-1, *[1] * (values.ndim - 1))
+        scale = float(np.float32(scales.max()))
+        weights.buffer = model.add_buffer(np.clip(np.round(real / scale), -127, 127).astype(np.int8).tobytes())
+        weights.quantization = Quantization([scale], [0], 0)
+        bias = model.tensors[operator.inputs[2]] if len(operator.inputs) > 2 and operator.inputs[2] >= 0 else None
+        if bias is not None and bias.type == 2:  # INT32: rescale to input_scale · the one weight scale
+            input_scale = model.tensors[operator.inputs[0]].quantization.scale[0]
+            real_bias = editing.constant(model, operator.inputs[2]) * scales * input_scale
+            bias.buffer = model.add_buffer(np.round(real_bias / (input_scale * scale)).astype("<i4").tobytes())
+            bias.quantization = Quantization([float(np.float32(input_scale * scale))], [0], 0)
+
+
+@pytest.mark.parametrize("name", ["fully_connected", "conv_2d"])
+def test_per_tensor_weights_match_litert(name, rng):
+    from exporter.lite.builder import serialize  # noqa: PLC0415
+    from exporter.lite.model import build_model  # noqa: PLC0415
+    from exporter.quantize import editing, quantize_model  # noqa: PLC0415
+    from exporter.quantize.weights import dynamic_range  # noqa: PLC0415
+    from exporter.source import as_inference_graph  # noqa: PLC0415
+
+    build, shape = SINGLE_OPS[name]
+    code = Op.FULLY_CONNECTED if name == "fully_connected" else Op.CONV_2D
+    keras_model = build()
+    model = build_model(as_inference_graph(keras_model, None))
+    quantize_model(model, "int8", serialize(model), rng.standard_normal((16, *shape)).astype(np.float32))
+    _with_per_tensor_weights(model, code)
+    x = _inputs(rng, shape)
+    assert assert_int8_tensors_match_reference(serialize(model), x) > 0
+
+    model = build_model(as_inference_graph(keras_model, None))
+    dynamic_range(model, min_elements=1)
+    _with_per_tensor_weights(model, code)
+    editing.finish(model)
+    data = serialize(model)
+    (ours,) = lite_runtime.Interpreter(model_content=data).run([x])
+    for resolver in (REFERENCE, BUILTIN):
+        theirs = _litert(data, x, resolver)
+        np.testing.assert_allclose(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]), rtol=1e-5, atol=1e-5)
+
+
+# -- whole models from our exporter -------------------------------------------------------------------------
+def _mlp():
+    return tf.keras.Sequential([tf.keras.Input((28, 28)), L.Flatten(), L.Dense(32, activation="relu"),
+                                L.Dense(10, activation="softmax")])  # fmt: skip
+
+
+def _cnn():
+    return tf.keras.Sequential([tf.keras.Input((12, 12, 3)), L.Conv2D(8, 3, activation="relu", padding="same"),
+                                L.MaxPooling2D(), L.DepthwiseConv2D(3), L.Conv2D(4, 3, strides=2), L.Flatten(),
+                                L.Dense(10, activation="softmax")])  # fmt: skip
+
+
+def _functional():
+    inputs = tf.keras.Input((8,))
+    a, b = L.Dense(6)(inputs), L.Dense(6, activation="tanh")(inputs)
+    merged = L.Concatenate()([L.Add()([a, b]), L.Multiply()([a, b])])
+    return tf.keras.Model(inputs, L.Dense(3, activation="softmax")(merged))
+
+
+@pytest.mark.parametrize("build", [_mlp, _cnn, _functional], ids=["mlp", "cnn", "functional"])
+def test_exported_quantized_models_match_litert(build, rng):
+    model = build()
+    shape = tuple(model.inputs[0].shape[1:])
+    calibration = rng.random((32, *shape), dtype=np.float32)
+    x = _inputs(rng, shape, batch=4)
+    for mode, resolvers in (("dynamic", (REFERENCE, BUILTIN)), ("float16", (REFERENCE, DEFAULT))):  # (XNNPACK: see above)
+        data = to_lite(model, quantize=mode)
+        (ours,) = lite_runtime.Interpreter(model_content=data).run([x])
+        for resolver in resolvers:
+            theirs = _litert(data, x, resolver)
+            np.testing.assert_allclose(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]), rtol=1e-5, atol=1e-5)
+    data = to_lite(model, quantize="int8", calibration=calibration, inference_input_type="int8", inference_output_type="int8")
+    detail = lite_runtime.Interpreter(model_content=data).get_input_details()[0]
+    scale, zero_point = detail["quantization"]
+    x_int8 = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+    assert assert_int8_tensors_match_reference(data, x_int8) > x.size
+    assert_close_to_default_litert(data, x_int8, step=1)
+
+
+# -- bad files fail with the operator, the tensor and what was expected --------------------------------------
+def test_int8_weights_with_a_zero_point_are_refused():
+    weights = np.ones((2, 3), np.int8)
+    w_info = TensorInfo((2, 3), np.dtype(np.int8), weights, np.array([0.1], np.float32), np.array([5]), 0)
+    options = {"fused_activation_function": 0, "weights_format": 0, "keep_num_dims": False, "asymmetric_quantize_inputs": False}
+    with pytest.raises(LiteFormatError, match=r"operator 0 \(FULLY_CONNECTED\): int8 weights must have zero point 0"):
+        _run(Op.FULLY_CONNECTED, [_int8((1, 3), 0.1, 0), w_info], [_int8((1, 2), 0.1, 0)], options, [])
+
+
+def test_quantized_tensor_without_parameters_is_refused():
+    bare = TensorInfo((1, 4), np.dtype(np.int8), None, np.zeros(0, np.float32), np.zeros(0, np.int64), 0)
+    with pytest.raises(LiteFormatError, match=r"operator 0 \(SOFTMAX\): input is int8 without quantization parameters"):
+        _run(Op.SOFTMAX, [bare], [_int8((1, 4), 1 / 256, -128)], {"beta": 1.0}, [])
+
+
+def test_int8_pooling_refuses_a_rescale():
+    options = {"padding": 1, "stride_w": 1, "stride_h": 1, "filter_width": 2, "filter_height": 2, "fused_activation_function": 0}
+    with pytest.raises(LiteFormatError, match=r"AVERAGE_POOL_2D\): input quantization .* differs from the output's"):
+        _run(Op.AVERAGE_POOL_2D, [_int8((1, 4, 4, 1), 0.1, 0)], [_int8((1, 3, 3, 1), 0.2, 0)], options, [])
+
+
+def test_int8_add_refuses_a_float_operand():
+    float_info = TensorInfo((1, 4), np.dtype(np.float32))
+    with pytest.raises(LiteFormatError, match=r"operator 0 \(ADD\): input 1 is float32, expected int8"):
+        _run(Op.ADD, [_int8((1, 4), 0.1, 0), float_info], [_int8((1, 4), 0.1, 0)], {"fused_activation_function": 0}, [])
+
+
+def test_int8_requantize_hand_case():
+    # real = 0.1 (q − 3); at scale 0.05 and zero point −2 that is exactly 2 (q − 3) − 2
+    q = np.arange(-128, 128, dtype=np.int8)
+    got = _run(Op.QUANTIZE, [_int8((256,), 0.1, 3)], [_int8((256,), 0.05, -2)], {}, [q])
+    np.testing.assert_array_equal(got, np.clip(2 * (q.astype(int) - 3) - 2, -128, 127))
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, np.inf, np.nan])
+def test_a_scale_that_is_not_positive_and_finite_is_refused(scale):
+    with pytest.raises(LiteFormatError, match=r"operator 0 \(LOGISTIC\): input scale .* is not a positive finite number"):
+        _run(Op.LOGISTIC, [_int8((1, 4), scale, 0)], [_int8((1, 4), 1 / 256, -128)], {}, [])

@@ -1,0 +1,125 @@
+"""Every file TensorFlow's converter wrote for us (tests/fixtures/tf_*.tflite: float32, dynamic range, full
+int8, int8 input/output and float16) runs in lite_runtime as in LiteRT.
+
+The judge of bit-exactness is LiteRT's reference kernels (``BUILTIN_REF``): our int8 tensors equal theirs,
+every one, and float outputs agree within 1e-5. LiteRT's default kernels (XNNPACK requantizes in float)
+may differ by one int8 step of the output, never more. Each file is checked against the outputs stored
+beside it (``make_tflite_fixtures.py``) and against the LiteRT installed here, on fresh inputs.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+
+import lite_runtime
+from lite_runtime.schema import BuiltinOperator as Op
+from tests.lite_runtime.test_quantized_kernels import DEFAULT, REFERENCE, _litert, assert_int8_tensors_match_reference
+
+pytest.importorskip("ai_edge_litert.interpreter")
+FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
+FILES = sorted(path.stem for path in FIXTURES.glob("tf_*_*.tflite") if path.stem != "tf_small_mlp")
+
+
+def _load(name: str):
+    data = (FIXTURES / f"{name}.tflite").read_bytes()
+    return data, np.load(FIXTURES / f"{name}.npz")
+
+
+def _output_step(interpreter: lite_runtime.Interpreter) -> float | None:
+    """One int8 step of the output: 1 for an int8 output, the scale DEQUANTIZE reads for a float output of
+    an int8 model, None for a float model."""
+    model = interpreter._model
+    output = model.tensors[model.outputs[0]]
+    if output.dtype == np.int8:
+        return 1.0
+    last = model.operators[-1]
+    source = model.tensors[last.inputs[0]]
+    return float(source.scales[0]) if source.dtype == np.int8 else None
+
+
+def _steps_from_default(interpreter: lite_runtime.Interpreter) -> int:
+    """How many int8 steps LiteRT's default kernels may be from its reference kernels at the output: one,
+    or two after a MEAN (XNNPACK averages in float; the next FULLY_CONNECTED can grow that step to two)."""
+    return 2 if any(operator.code == Op.MEAN for operator in interpreter._model.operators) else 1
+
+
+def _assert_agree(ours: np.ndarray, theirs: np.ndarray, step: float | None, steps: int) -> None:
+    """Float models within 1e-5; quantized ones within ``steps`` int8 steps (0: bit for bit)."""
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    if step is None:
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    elif steps == 0:
+        np.testing.assert_array_equal(ours, theirs)
+    else:
+        assert np.abs(ours.astype(np.float64) - theirs).max() <= steps * step * 1.0001
+
+
+def test_the_fixtures_cover_every_flavour_and_stay_small():
+    assert {name.rsplit("_", 1)[-1] for name in FILES} >= {"float32", "dynamic", "int8", "io", "float16"}
+    assert sum(path.stat().st_size for path in FIXTURES.glob("tf_*")) < 400_000
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_matches_the_stored_litert_outputs(name):
+    data, stored = _load(name)
+    interpreter = lite_runtime.Interpreter(model_content=data)
+    (ours,) = interpreter.run([stored["inputs"]])
+    step = _output_step(interpreter)
+    _assert_agree(ours, stored["reference_outputs"], step, steps=0)
+    _assert_agree(ours, stored["outputs"], step, steps=_steps_from_default(interpreter))
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_matches_live_litert_on_fresh_inputs(name, rng):
+    data, stored = _load(name)
+    interpreter = lite_runtime.Interpreter(model_content=data)
+    detail = interpreter.get_input_details()[0]
+    x = rng.random((2, *stored["inputs"].shape[1:]), dtype=np.float32) * 1.2 - 0.1
+    if detail["dtype"] == np.int8:
+        scale, zero_point = detail["quantization"]
+        x = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+    (ours,) = interpreter.run([x])
+    step = _output_step(interpreter)
+    for resolver, steps in ((REFERENCE, 0), (DEFAULT, _steps_from_default(interpreter))):
+        theirs = _litert(data, x, resolver)
+        _assert_agree(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]), step, steps)
+    if step is not None:
+        assert assert_int8_tensors_match_reference(data, x) > x.size
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_input_and_output_details_match_litert(name):
+    data, stored = _load(name)
+    ours = lite_runtime.Interpreter(model_content=data)
+    theirs = _litert(data, stored["inputs"], DEFAULT)
+    ours.run([stored["inputs"]])
+    for mine, reference in zip(ours.get_input_details() + ours.get_output_details(),
+                               theirs.get_input_details() + theirs.get_output_details()):  # fmt: skip
+        for key in ("name", "index", "dtype", "quantization"):
+            assert mine[key] == reference[key], key
+        for key in ("shape", "shape_signature"):
+            np.testing.assert_array_equal(mine[key], reference[key])
+        for key in ("scales", "zero_points", "quantized_dimension"):
+            np.testing.assert_array_equal(mine["quantization_parameters"][key], reference["quantization_parameters"][key])
+
+
+def test_int8_invoke_does_not_grow_memory():
+    import tracemalloc  # noqa: PLC0415
+
+    data, stored = _load("tf_cnn_int8")
+    interpreter = lite_runtime.Interpreter(model_content=data)
+    interpreter.run([stored["inputs"]])
+    tracemalloc.start()
+    try:
+        for _ in range(5):
+            interpreter.invoke()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(50):
+            interpreter.invoke()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 4096

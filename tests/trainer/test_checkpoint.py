@@ -1,0 +1,263 @@
+"""``tf.train.Checkpoint``, ``CheckpointManager`` and ``latest_checkpoint``: round trips, resuming, pruning, hostile files."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import trainer as tf
+from trainer.train import CheckpointError
+
+X = np.random.default_rng(3).normal(size=(16, 5)).astype(np.float32)
+Y = np.random.default_rng(4).normal(size=(16, 2)).astype(np.float32)
+
+
+def _model_and_optimizer():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(6, activation="tanh"), tf.keras.layers.Dense(2)])
+    model.build((None, 5))
+    return model, tf.keras.optimizers.Adam(0.01)
+
+
+def _train(model, optimizer, steps):
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(X) - Y))
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+
+
+def _weights(model):
+    return [variable.numpy() for variable in model.weights]
+
+
+def test_restored_training_continues_identically(tmp_path):
+    tf.keras.utils.set_random_seed(0)
+    model, optimizer = _model_and_optimizer()
+    initial = _weights(model)
+    _train(model, optimizer, 3)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=tf.Variable(3, dtype=tf.int64))
+    path = checkpoint.save(str(tmp_path / "ckpt"))
+    _train(model, optimizer, 4)
+    expected = _weights(model)
+
+    tf.keras.utils.set_random_seed(99)  # other initial weights: the checkpoint must overwrite them all
+    new_model, new_optimizer = _model_and_optimizer()
+    step = tf.Variable(0, dtype=tf.int64)
+    assert not new_optimizer.built
+    tf.train.Checkpoint(model=new_model, optimizer=new_optimizer, step=step).restore(path).assert_consumed()
+    assert new_optimizer.built and int(new_optimizer.iterations.numpy()) == 3 and int(step.numpy()) == 3
+    _train(new_model, new_optimizer, 4)
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(new_model), expected))
+    assert not any(np.array_equal(a, b) for a, b in zip(_weights(new_model), initial))
+
+
+def test_save_numbers_files_and_names_the_latest(tmp_path):
+    checkpoint = tf.train.Checkpoint(value=tf.Variable([1.0, 2.0]))
+    assert tf.train.latest_checkpoint(str(tmp_path)) is None
+    first = checkpoint.save(str(tmp_path / "run" / "ckpt"))
+    second = checkpoint.save(str(tmp_path / "run" / "ckpt"))
+    assert (first, second) == (str(tmp_path / "run" / "ckpt-1"), str(tmp_path / "run" / "ckpt-2"))
+    assert int(checkpoint.save_counter.numpy()) == 2
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")) == second
+    state = tf.train.get_checkpoint_state(str(tmp_path / "run"))
+    assert state.model_checkpoint_path == second
+    assert checkpoint.write(str(tmp_path / "plain")) == str(tmp_path / "plain")
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")) == second  # write() leaves the state file alone
+
+
+def test_nested_checkpoints_python_state_and_inspection(tmp_path):
+    class Counter(tf.train.experimental.PythonState):
+        def __init__(self, count=0):
+            self.count = count
+
+        def serialize(self):
+            return str(self.count)
+
+        def deserialize(self, string):
+            self.count = int(string)
+
+    inner = tf.train.Checkpoint(bias=tf.Variable(np.arange(3, dtype=np.float32)))
+    path = tf.train.Checkpoint(inner=inner, counter=Counter(7)).save(str(tmp_path / "ckpt"))
+    assert tf.train.list_variables(str(tmp_path)) == [("inner/bias", [3]), ("save_counter", [])]
+    np.testing.assert_array_equal(tf.train.load_variable(path, "inner/bias"), np.arange(3))
+    reader = tf.train.load_checkpoint(str(tmp_path))
+    assert reader.has_tensor("inner/bias") and reader.get_variable_to_shape_map()["inner/bias"] == [3]
+
+    restored_inner, counter = tf.train.Checkpoint(bias=tf.Variable(np.zeros(3, np.float32))), Counter()
+    tf.train.Checkpoint(inner=restored_inner, counter=counter).restore(path).assert_consumed()
+    assert counter.count == 7
+    np.testing.assert_array_equal(restored_inner.bias.numpy(), np.arange(3))
+
+
+def test_global_random_state_replays_the_same_draws(tmp_path):
+    tf.random.set_seed(5)
+    checkpoint = tf.train.Checkpoint(rng=tf.train.experimental.GlobalRandomState())
+    path = checkpoint.write(str(tmp_path / "rng"))
+    first = tf.random.uniform((4,)).numpy()
+    tf.random.set_seed(123)
+    checkpoint.restore(path)
+    np.testing.assert_array_equal(tf.random.uniform((4,)).numpy(), first)
+
+
+def test_status_reports_partial_matches(tmp_path):
+    path = tf.train.Checkpoint(a=tf.Variable(1.0), b=tf.Variable(2.0)).save(str(tmp_path / "ckpt"))
+    fewer = tf.train.Checkpoint(a=tf.Variable(0.0))
+    status = fewer.restore(path)
+    status.assert_existing_objects_matched().expect_partial()
+    with pytest.raises(AssertionError, match="not matched to any object: b"):
+        status.assert_consumed()
+    with pytest.raises(AssertionError, match="no value in the checkpoint: c"):
+        tf.train.Checkpoint(a=tf.Variable(0.0), c=tf.Variable(0.0)).restore(path).assert_existing_objects_matched()
+    with pytest.raises(AssertionError, match="no checkpoint was restored"):
+        fewer.restore(None).assert_consumed()
+    assert float(fewer.a.numpy()) == 1.0
+
+
+def test_manager_keeps_the_newest_and_picks_up_an_existing_directory(tmp_path):
+    checkpoint = tf.train.Checkpoint(value=tf.Variable(0.0))
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=2)
+    assert manager.latest_checkpoint is None and manager.restore_or_initialize() is None
+    paths = []
+    for number in range(4):
+        checkpoint.value.assign(float(number))
+        paths.append(manager.save())
+    assert manager.checkpoints == paths[2:] and manager.latest_checkpoint == paths[3]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-3.ckpt", "ckpt-4.ckpt"]
+
+    again = tf.train.CheckpointManager(tf.train.Checkpoint(value=tf.Variable(-1.0)), str(tmp_path), max_to_keep=2)
+    assert again.checkpoints == paths[2:]
+    assert again.restore_or_initialize() == paths[3] and float(again.checkpoint.value.numpy()) == 3.0
+    assert again.save(checkpoint_number=100).endswith("ckpt-100")
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-100.ckpt", "ckpt-4.ckpt"]
+
+
+def test_manager_checkpoint_interval_skips_early_saves(tmp_path):
+    step = tf.Variable(0, dtype=tf.int64)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step), str(tmp_path), max_to_keep=None, step_counter=step, checkpoint_interval=5)
+    saved = []
+    for _ in range(12):
+        saved.append(manager.save() is not None)
+        step.assign_add(1)
+    assert [index for index, done in enumerate(saved) if done] == [0, 5, 10]
+    with pytest.raises(ValueError, match="max_to_keep"):
+        tf.train.CheckpointManager(tf.train.Checkpoint(step=step), str(tmp_path), max_to_keep=0)
+
+
+def test_unbuilt_model_and_untrackable_objects_are_refused(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    unbuilt = tf.keras.Sequential([tf.keras.layers.Dense(6), tf.keras.layers.Dense(2)])
+    with pytest.raises(CheckpointError, match="'model' .* is not built yet"):
+        tf.train.Checkpoint(model=unbuilt).restore(path)
+    with pytest.raises(TypeError, match="'numbers' is a list"):
+        tf.train.Checkpoint(numbers=[1, 2])
+
+
+def test_a_mismatched_shape_names_the_value_and_assigns_nothing(tmp_path):
+    model, _ = _model_and_optimizer()
+    path = tf.train.Checkpoint(model=model, extra=tf.Variable(5.0)).save(str(tmp_path / "ckpt"))
+    other = tf.keras.Sequential([tf.keras.layers.Dense(6), tf.keras.layers.Dense(3)])
+    other.build((None, 5))
+    extra = tf.Variable(0.0)
+    before = _weights(other)
+    with pytest.raises(CheckpointError, match=r"'model/layer_with_weights-1/kernel' .* shape \(6, 2\) in the checkpoint but \(6, 3\)"):
+        tf.train.Checkpoint(model=other, extra=extra).restore(path)
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(other), before)) and float(extra.numpy()) == 0.0
+
+
+def _saved(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    _train(model, optimizer, 1)
+    path = tf.train.Checkpoint(model=model, optimizer=optimizer).save(str(tmp_path / "ckpt"))
+    return path, _weights(model)
+
+
+def _restore_into_fresh(path):
+    model, optimizer = _model_and_optimizer()
+    tf.train.Checkpoint(model=model, optimizer=optimizer).restore(path)
+    return _weights(model)
+
+
+@pytest.mark.parametrize("keep", [0, 10, 100, 1000])
+def test_truncated_files_are_refused(tmp_path, keep):
+    path, _ = _saved(tmp_path)
+    file = path + ".ckpt"
+    data = open(file, "rb").read()
+    open(file, "wb").write(data[: min(keep, len(data) - 1)])
+    with pytest.raises(CheckpointError, match="ckpt-1.ckpt"):
+        _restore_into_fresh(path)
+
+
+def test_flipped_bits_never_restore_wrong_values(tmp_path):
+    path, expected = _saved(tmp_path)
+    file = path + ".ckpt"
+    original = open(file, "rb").read()
+    refused = 0
+    for position in np.random.default_rng(0).choice(len(original), 60, replace=False):
+        damaged = bytearray(original)
+        damaged[position] ^= 0x10
+        open(file, "wb").write(bytes(damaged))
+        try:
+            got = _restore_into_fresh(path)
+        except CheckpointError:
+            refused += 1
+            continue
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected)), f"flipping byte {position} changed a restored value"
+    assert refused > 30
+
+
+def test_a_manifest_that_lies_about_an_array_is_refused(tmp_path):
+    path, _ = _saved(tmp_path)
+    file = path + ".ckpt"
+    with zipfile.ZipFile(file) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(entries["checkpoint.json"])
+    manifest["values"][0]["dtype"] = "<i4"  # castable to the kernel's float32, but not what the array holds
+    entries["checkpoint.json"] = json.dumps(manifest)
+    with zipfile.ZipFile(file, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    with pytest.raises(CheckpointError, match=r"values/0.npy header says .* the manifest says shape \(5, 6\), dtype int32"):
+        _restore_into_fresh(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('model_checkpoint_path: "/etc/passwd"\n', "quoted file name in the checkpoint directory"),
+        ('model_checkpoint_path: "../outside"\n', "quoted file name in the checkpoint directory"),
+        ('model_checkpoint_path: "ckpt-1"\nimport os\n', "line 2 is not a checkpoint state field"),
+        ("all_model_checkpoint_paths: \"ckpt-1\"\n", "exactly one model_checkpoint_path"),
+        ('model_checkpoint_path: "ckpt-1"\nlast_preserved_timestamp: soon\n', "must be a number"),
+    ],
+)
+def test_hostile_state_files_are_refused(tmp_path, text, message):
+    (tmp_path / "checkpoint").write_text(text)
+    with pytest.raises(CheckpointError, match=message):
+        tf.train.latest_checkpoint(str(tmp_path))
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path):
+    class Exploding(tf.train.experimental.PythonState):
+        fail = False
+
+        def serialize(self):
+            if self.fail:
+                raise RuntimeError("disk full")
+            return "ok"
+
+        def deserialize(self, string):
+            pass
+
+    state = Exploding()
+    checkpoint = tf.train.Checkpoint(value=tf.Variable(1.0), state=state)
+    path = checkpoint.write(str(tmp_path / "ckpt"))
+    state.fail = True
+    checkpoint.value.assign(2.0)
+    with pytest.raises(RuntimeError, match="disk full"):
+        checkpoint.write(str(tmp_path / "ckpt"))
+    assert os.listdir(tmp_path) == ["ckpt.ckpt"]
+    assert float(tf.train.load_variable(path, "value")) == 1.0

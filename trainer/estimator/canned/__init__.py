@@ -1,0 +1,1 @@
+"""The pre-made estimators: ``LinearClassifier`` and ``DNNClassifier`` over numeric feature columns."""

@@ -1,0 +1,258 @@
+"""``tf.train.CheckpointManager``, ``tf.train.latest_checkpoint`` and the directory's ``checkpoint`` file.
+
+The ``checkpoint`` file is TensorFlow's text format, one field a line, paths relative to the directory::
+
+    model_checkpoint_path: "ckpt-3"
+    all_model_checkpoint_paths: "ckpt-2"
+    all_model_checkpoint_paths: "ckpt-3"
+    all_model_checkpoint_timestamps: 1733300000.5
+    all_model_checkpoint_timestamps: 1733300060.1
+    last_preserved_timestamp: 1733299990.0
+
+It is rewritten atomically (temporary file, fsync, rename) after the checkpoint it names is complete,
+so a crash leaves it naming the previous complete checkpoint. Reading it treats it as hostile: size
+capped, only these fields, and only plain file names inside the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from trainer.train import checkpoint_file
+from trainer.train.trackable import CheckpointError
+
+STATE_FILE = "checkpoint"
+_MAX_STATE_BYTES = 1 << 20
+_LINE = re.compile(r"(model_checkpoint_path|all_model_checkpoint_paths|all_model_checkpoint_timestamps|last_preserved_timestamp): (.+)")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+@dataclass
+class CheckpointState:
+    """The parsed ``checkpoint`` file (``tf.train.get_checkpoint_state``); paths are joined to the directory."""
+
+    model_checkpoint_path: str
+    all_model_checkpoint_paths: list = field(default_factory=list)
+    all_model_checkpoint_timestamps: list = field(default_factory=list)
+    last_preserved_timestamp: float = 0.0
+
+
+def get_checkpoint_state(checkpoint_dir, latest_filename=None) -> CheckpointState | None:
+    """The directory's checkpoint state, or ``None`` when it has no ``checkpoint`` file."""
+    checkpoint_dir = os.fspath(checkpoint_dir)
+    path = os.path.join(checkpoint_dir, latest_filename or STATE_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as file:
+        data = file.read(_MAX_STATE_BYTES + 1)
+    if len(data) > _MAX_STATE_BYTES:
+        raise CheckpointError(f"{path}: more than {_MAX_STATE_BYTES} bytes; not a checkpoint state file")
+    fields: dict[str, list] = {}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: not UTF-8 text; not a checkpoint state file") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        match = _LINE.fullmatch(line.strip())
+        if match is None:
+            raise CheckpointError(f"{path}: line {number} is not a checkpoint state field: {line[:100]!r}")
+        fields.setdefault(match.group(1), []).append(_value(match.group(1), match.group(2), path, number))
+    latest = fields.get("model_checkpoint_path", [])
+    if len(latest) != 1:
+        raise CheckpointError(f"{path}: needs exactly one model_checkpoint_path, found {len(latest)}")
+    return CheckpointState(
+        os.path.join(checkpoint_dir, latest[0]),
+        [os.path.join(checkpoint_dir, name) for name in fields.get("all_model_checkpoint_paths", [])],
+        fields.get("all_model_checkpoint_timestamps", []),
+        (fields.get("last_preserved_timestamp") or [0.0])[-1],
+    )
+
+
+def _value(name: str, text: str, path: str, number: int):
+    if name.endswith("timestamps") or name == "last_preserved_timestamp":
+        try:
+            return float(text)
+        except ValueError:
+            raise CheckpointError(f"{path}: line {number}: {name} must be a number, got {text[:100]!r}") from None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or value in (".", ".."):
+        raise CheckpointError(f"{path}: line {number}: {name} must be a quoted file name in the checkpoint directory, got {text[:100]!r}")
+    return value
+
+
+def update_checkpoint_state(directory: str, latest: str, all_paths: list, timestamps=None, last_preserved_timestamp=None) -> None:
+    """Atomically rewrites ``directory/checkpoint`` to name ``latest`` (names relative to ``directory``)."""
+    names = [os.path.basename(os.fspath(name)) for name in all_paths]
+    lines = [f"model_checkpoint_path: {json.dumps(os.path.basename(os.fspath(latest)))}"]
+    lines += [f"all_model_checkpoint_paths: {json.dumps(name)}" for name in names]
+    lines += [f"all_model_checkpoint_timestamps: {stamp!r}" for stamp in timestamps or ()]
+    if last_preserved_timestamp is not None:
+        lines.append(f"last_preserved_timestamp: {float(last_preserved_timestamp)!r}")
+    write_text_atomically(os.path.join(directory, STATE_FILE), "\n".join(lines) + "\n")
+
+
+def write_text_atomically(path: str, text: str) -> None:
+    """Writes ``text`` beside ``path``, fsyncs it, renames it over ``path`` and fsyncs the directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        directory_descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory_descriptor)
+        finally:
+            os.close(directory_descriptor)
+
+
+def latest_checkpoint(checkpoint_dir, latest_filename=None) -> str | None:
+    """The path of the newest complete checkpoint in ``checkpoint_dir`` (for ``restore``), or ``None``."""
+    state = get_checkpoint_state(checkpoint_dir, latest_filename)
+    if state is None or not checkpoint_file.exists(state.model_checkpoint_path):
+        return None
+    return state.model_checkpoint_path
+
+
+class CheckpointManager:
+    """Numbers, lists and prunes the checkpoints of one ``tf.train.Checkpoint`` in a directory.
+
+    Args:
+        checkpoint: the ``tf.train.Checkpoint`` to save.
+        directory: where the checkpoints and the ``checkpoint`` state file go (created when needed).
+        max_to_keep: how many recent checkpoints to keep; older ones are deleted (``None`` keeps all).
+        keep_checkpoint_every_n_hours: also keep one checkpoint per this many hours, whatever ``max_to_keep`` says.
+        checkpoint_name: the files' prefix: ``<directory>/<checkpoint_name>-<number>``.
+        step_counter: a variable (e.g. the optimizer's ``iterations``) used with ``checkpoint_interval``.
+        checkpoint_interval: save only when ``step_counter`` moved at least this far since the last save.
+        init_fn: called by ``restore_or_initialize`` when there is no checkpoint.
+
+    A manager created on a directory that already has checkpoints picks up their list, so a restarted
+    job keeps pruning them.
+
+    Example:
+        >>> manager = tf.train.CheckpointManager(checkpoint, "/tmp/training", max_to_keep=3)
+        >>> checkpoint.restore(manager.latest_checkpoint)
+        >>> manager.save()
+    """
+
+    def __init__(
+        self,
+        checkpoint,
+        directory,
+        max_to_keep,
+        keep_checkpoint_every_n_hours=None,
+        checkpoint_name="ckpt",
+        step_counter=None,
+        checkpoint_interval=None,
+        init_fn=None,
+    ):
+        if directory is None:
+            raise ValueError("CheckpointManager: directory must be a folder path, got None")
+        if max_to_keep is not None and (isinstance(max_to_keep, bool) or not isinstance(max_to_keep, int) or max_to_keep <= 0):
+            raise ValueError(f"CheckpointManager: max_to_keep must be a positive integer or None, got {max_to_keep!r}")
+        if checkpoint_interval is not None and step_counter is None:
+            raise ValueError("CheckpointManager: checkpoint_interval needs a step_counter")
+        if not _PLAIN_NAME.fullmatch(checkpoint_name):
+            raise ValueError(f"CheckpointManager: checkpoint_name must be a plain file name, got {checkpoint_name!r}")
+        self._checkpoint = checkpoint
+        self._directory = os.fspath(directory)
+        self._max_to_keep = max_to_keep
+        self._keep_seconds = None if keep_checkpoint_every_n_hours is None else 3600.0 * keep_checkpoint_every_n_hours
+        self._prefix = os.path.join(self._directory, checkpoint_name)
+        self._step_counter, self._checkpoint_interval, self._init_fn = step_counter, checkpoint_interval, init_fn
+        self._last_saved_step = None
+        os.makedirs(self._directory, exist_ok=True)
+        state = get_checkpoint_state(self._directory)
+        self._maybe_delete: list[tuple[str, float]] = []
+        self._last_preserved = time.time()
+        self._latest = None
+        if state is not None:
+            stamps = state.all_model_checkpoint_timestamps
+            stamps = stamps if len(stamps) == len(state.all_model_checkpoint_paths) else [time.time()] * len(state.all_model_checkpoint_paths)
+            self._maybe_delete = [(path, stamp) for path, stamp in zip(state.all_model_checkpoint_paths, stamps) if checkpoint_file.exists(path)]
+            self._last_preserved = state.last_preserved_timestamp or self._last_preserved
+            self._latest = latest_checkpoint(self._directory)
+
+    @property
+    def directory(self) -> str:
+        return self._directory
+
+    @property
+    def latest_checkpoint(self) -> str | None:
+        """The newest checkpoint's path (``None`` before the first), for ``checkpoint.restore``."""
+        return self._latest
+
+    @property
+    def checkpoints(self) -> list:
+        """The paths of the kept checkpoints, oldest first."""
+        return [path for path, _ in self._maybe_delete]
+
+    @property
+    def checkpoint(self):
+        return self._checkpoint
+
+    def save(self, checkpoint_number=None, check_interval=True, options=None) -> str | None:
+        """Writes a checkpoint numbered ``checkpoint_number`` (default: the checkpoint's ``save_counter``).
+
+        Returns its path, or ``None`` when ``checkpoint_interval`` says it is too early. Then deletes the
+        checkpoints beyond ``max_to_keep`` and records the list in the ``checkpoint`` file.
+        """
+        if self._checkpoint_interval is not None and check_interval:
+            step = int(self._step_counter.numpy())
+            if self._last_saved_step is not None and step < self._last_saved_step + self._checkpoint_interval:
+                return None
+            self._last_saved_step = step
+        if checkpoint_number is not None:
+            number = int(checkpoint_number.numpy() if hasattr(checkpoint_number, "numpy") else checkpoint_number)
+        else:
+            number = int(self._checkpoint.save_counter.numpy()) + 1
+        self._checkpoint.save_counter.assign_add(1)
+        path = self._checkpoint.write(f"{self._prefix}-{number}")
+        now = time.time()
+        self._maybe_delete = [(kept, stamp) for kept, stamp in self._maybe_delete if kept != path] + [(path, now)]
+        self._latest = path
+        self._sweep()
+        update_checkpoint_state(
+            self._directory, path, self.checkpoints, [stamp for _, stamp in self._maybe_delete], self._last_preserved
+        )
+        return path
+
+    def _sweep(self) -> None:
+        """Deletes the oldest checkpoints beyond ``max_to_keep``, keeping one per ``keep_checkpoint_every_n_hours``."""
+        if self._max_to_keep is None:
+            return
+        while len(self._maybe_delete) > self._max_to_keep:
+            path, stamp = self._maybe_delete.pop(0)
+            if self._keep_seconds is not None and stamp - self._keep_seconds >= self._last_preserved:
+                self._last_preserved = stamp  # preserved for good: no longer listed, never deleted
+                continue
+            if checkpoint_file.exists(path):
+                os.remove(checkpoint_file.file_of(path))
+
+    def restore_or_initialize(self) -> str | None:
+        """Restores the latest checkpoint and returns its path, or calls ``init_fn`` and returns ``None``."""
+        if self._latest is not None:
+            self._checkpoint.restore(self._latest)
+            return self._latest
+        if self._init_fn is not None:
+            self._init_fn()
+        return None

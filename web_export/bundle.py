@@ -1,0 +1,158 @@
+"""The web bundle: a folder any static server can host, with the demo page, the JS runtime and the model.
+
+    bundle(model, "site/", quantize="dynamic")
+    # python -m http.server --directory site   ->  draw a digit at http://localhost:8000
+
+The folder holds ``index.html``, ``app.js``, ``preprocess.js`` and ``style.css`` (the page),
+``emberflow-lite.js`` and ``emberflow-worker.js`` (the runtime), ``model.lite`` and ``manifest.json``,
+which tells the page everything it needs about the model: the file, its size and quantization, the input
+and output names, shapes and dtypes (read back from the written file by ``lite_runtime``), the labels,
+and how to turn a drawing into the model's input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from exporter.errors import ExportError
+from exporter.files import write_atomically
+
+__all__ = ["MODEL_FILE", "bundle"]
+
+MODEL_FILE = "model.lite"
+MANIFEST_VERSION = 1
+QUANTIZE_CHOICES = ("none", "dynamic", "int8", "float16")
+PACKAGE = Path(__file__).parent
+# Package data copied into every bundle: the page, then the runtime (written by the JS runtime's issue).
+PAGE_FILES = ("index.html", "app.js", "preprocess.js", "style.css")
+RUNTIME_FILES = ("emberflow-lite.js", "emberflow-worker.js")
+LITE_IDENTIFIER = b"TFL3"  # a flatbuffer's file identifier sits at bytes 4..8
+
+
+def bundle(model_or_file, out_dir, labels=None, quantize: str = "none", calibration=None, preprocessing=None) -> dict:
+    """Writes the web bundle for a model into ``out_dir``; returns the manifest it wrote.
+
+    Args:
+        model_or_file: a built Keras model, the path of a saved model (``.ember``), or the path of an
+            existing lite file (``.lite``/``.tflite``, ours or TensorFlow's), which is copied as it is.
+        out_dir: the folder to write (created if missing; files of the same names are replaced).
+        labels: one display name per output class (default ``"0"``, ``"1"``, ...).
+        quantize: "none", "dynamic", "int8" or "float16", as ``exporter.lite.to_lite`` takes it; only
+            for a model, not for an existing lite file.
+        calibration: sample inputs for ``quantize="int8"`` (see ``to_lite``).
+        preprocessing: how the page turns a drawing into the input (default: inferred from an image
+            input shape, MNIST style: ``{"kind": "image", "height": 28, "width": 28, "channels": 1,
+            "scale": [0, 1], "invert": False}``, white ink on black).
+
+    Raises:
+        exporter.errors.ExportError: the input is not a model, saved model or lite file, the options
+            contradict each other, or the labels do not match the model's output.
+
+    Example:
+        >>> manifest = bundle(model, "site/")
+        >>> manifest["model"]["file"], manifest["inputs"][0]["shape"]
+        ('model.lite', [-1, 28, 28])
+    """
+    if quantize not in QUANTIZE_CHOICES:
+        raise ExportError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}; got {quantize!r}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder; pass a folder for the web bundle")
+    model_bytes = _model_bytes(model_or_file, quantize, calibration)
+    manifest = _manifest(model_bytes, quantize, labels, preprocessing)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in PAGE_FILES:
+        write_atomically(os.fspath(out / name), _package_file("page", name))
+    for name in RUNTIME_FILES:
+        write_atomically(os.fspath(out / name), _package_file("js", name))
+    write_atomically(os.fspath(out / MODEL_FILE), model_bytes)
+    write_atomically(os.fspath(out / "manifest.json"), (json.dumps(manifest, indent=2) + "\n").encode())
+    return manifest
+
+
+def _model_bytes(model_or_file, quantize: str, calibration) -> bytes:
+    """The lite file's bytes: exported from a model or saved model, or read from an existing lite file."""
+    if isinstance(model_or_file, (str, os.PathLike)):
+        path = Path(model_or_file)
+        if not path.is_file():
+            raise ExportError(f"{path}: no such file; pass a Keras model, a saved model (.ember) or a lite file")
+        data = path.read_bytes()
+        if data[4:8] == LITE_IDENTIFIER:
+            if quantize != "none":
+                raise ExportError(
+                    f"{path} is already a lite file; quantize={quantize!r} needs the model: "
+                    "pass the saved model (.ember) instead"
+                )
+            return data
+        if data[:2] != b"PK":
+            raise ExportError(
+                f"{path}: neither a saved model (.ember zip) nor a lite file (identifier {LITE_IDENTIFIER.decode()})"
+            )
+        from trainer.keras.models import load_model  # noqa: PLC0415 - only saved models need the trainer
+
+        model_or_file = load_model(os.fspath(path), compile=False)
+    elif not callable(getattr(model_or_file, "predict", None)):
+        raise ExportError(
+            f"cannot bundle a {type(model_or_file).__name__}: "
+            "pass a Keras model, a saved model path (.ember) or a lite file path"
+        )
+    from exporter.lite import to_lite  # noqa: PLC0415
+
+    return to_lite(model_or_file, quantize=quantize, calibration=calibration)
+
+
+def _manifest(model_bytes: bytes, quantize: str, labels, preprocessing) -> dict:
+    from lite_runtime import Interpreter, LiteFormatError  # noqa: PLC0415
+
+    try:
+        interpreter = Interpreter(model_content=model_bytes)
+    except LiteFormatError as error:
+        raise ExportError(f"the lite file cannot be read: {error}") from error
+    inputs = [_tensor_entry(detail) for detail in interpreter.get_input_details()]
+    outputs = [_tensor_entry(detail) for detail in interpreter.get_output_details()]
+    classes = outputs[0]["shape"][-1]
+    if labels is None:
+        labels = [str(index) for index in range(classes)]
+    labels = [str(label) for label in labels]
+    if len(labels) != classes:
+        raise ExportError(
+            f"got {len(labels)} labels, but the model's output '{outputs[0]['name']}' has {classes} classes"
+        )
+    if preprocessing is None:
+        preprocessing = _image_preprocessing(inputs[0]["shape"])
+    return {
+        "version": MANIFEST_VERSION,
+        "model": {"file": MODEL_FILE, "format": "lite", "quantize": quantize, "bytes": len(model_bytes)},
+        "inputs": inputs,
+        "outputs": outputs,
+        "labels": labels,
+        "preprocessing": preprocessing,
+    }
+
+
+def _tensor_entry(detail: dict) -> dict:
+    scale, zero_point = detail["quantization"]
+    return {
+        "name": detail["name"],
+        "shape": [int(size) for size in detail["shape_signature"]],
+        "dtype": detail["dtype"].__name__,
+        "quantization": {"scale": float(scale), "zeroPoint": int(zero_point)},
+    }
+
+
+def _image_preprocessing(shape: list[int]) -> dict | None:
+    """MNIST-style grayscale preprocessing for a (batch, H, W) or (batch, H, W, 1) input; ``None`` otherwise."""
+    if len(shape) == 3 or (len(shape) == 4 and shape[3] == 1):
+        height, width = shape[1], shape[2]
+        if height > 0 and width > 0:
+            return {"kind": "image", "height": height, "width": width, "channels": 1, "scale": [0, 1], "invert": False}
+    return None
+
+
+def _package_file(folder: str, name: str) -> bytes:
+    path = PACKAGE / folder / name
+    if not path.is_file():
+        raise ExportError(f"the emberflow installation lacks {path.relative_to(PACKAGE.parent)}; reinstall emberflow")
+    return path.read_bytes()
