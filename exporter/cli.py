@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -28,6 +29,9 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("lite", "onnx", "web"), help="default: from the output's extension")
     export.add_argument("--quantize", choices=("none", "dynamic", "int8", "float16"), default="none")
     export.add_argument("--calibration", help="a .npy file of sample inputs (verification inputs; calibration for int8)")
+    export.add_argument("--inference-input-type", choices=("float32", "int8"), default="float32", help="with --quantize int8: the lite file's input type; int8 takes inputs quantized with the input's scale and zero point (default: float32)")
+    export.add_argument("--inference-output-type", choices=("float32", "int8"), default="float32", help="with --quantize int8: the lite file's output type (default: float32)")
+    export.add_argument("--strict-int8", action="store_true", help="with --quantize int8: fail on an op with no int8 form instead of keeping it in float32 (as TF documents for supported_ops=[TFLITE_BUILTINS_INT8])")
     export.add_argument("--report", metavar="DIR", help="with --quantize: write the per-layer error table and chart to DIR")
     export.add_argument("--check", action="store_true", help="only list what cannot be exported; write nothing")
     export.add_argument("--no-verify", action="store_true", help="skip comparing the file with the model")
@@ -121,6 +125,14 @@ def _export(arguments) -> int:
         raise UsageError(f"--quantize {arguments.quantize} is available for lite files and web bundles only; use --quantize none for {kind}")
     if arguments.quantize == "int8" and arguments.calibration is None:
         raise UsageError("--quantize int8 needs --calibration x.npy: a few hundred typical inputs to measure activation ranges")
+    int8_options = {"--inference-input-type int8": arguments.inference_input_type == "int8",
+                    "--inference-output-type int8": arguments.inference_output_type == "int8",
+                    "--strict-int8": arguments.strict_int8}  # fmt: skip
+    for option in (option for option, given in int8_options.items() if given):
+        if arguments.quantize != "int8":
+            raise UsageError(f"{option} applies to --quantize int8 only (got --quantize {arguments.quantize})")
+        if kind != "lite":
+            raise UsageError(f"{option} is available for lite files only; a web bundle quantizes with the defaults")
     if arguments.report and arguments.quantize == "none":
         raise UsageError("--report compares a quantized file with the float model: pass --quantize dynamic|int8|float16")
     total = 2 if arguments.no_verify else 3
@@ -145,7 +157,13 @@ def _export(arguments) -> int:
         from exporter.lite import to_lite  # noqa: PLC0415
 
         int8_calibration = calibration if arguments.quantize == "int8" else None
-        to_lite(model, output, quantize=arguments.quantize, calibration=int8_calibration)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            to_lite(model, output, quantize=arguments.quantize, calibration=int8_calibration,
+                    inference_input_type=arguments.inference_input_type,
+                    inference_output_type=arguments.inference_output_type, strict_int8=arguments.strict_int8)  # fmt: skip
+        for warning in caught:
+            print(f"emberflow export: warning: {warning.message}", file=sys.stderr)
     else:
         from exporter.onnx import to_onnx  # noqa: PLC0415
 

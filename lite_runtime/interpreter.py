@@ -3,7 +3,9 @@
 Loading validates the whole file (``reader``) and checks every operator has a kernel. ``allocate_tensors``
 prepares each kernel in order (shapes, parameters, scratch), folds operators whose inputs are all known
 before invoke (constants, or SHAPE of a planned tensor), and lays every other tensor out in one arena
-(``planner``). ``invoke`` then only calls each kernel's ``eval`` on views of that arena.
+(``planner``); a RESHAPE-like operator's output becomes a view of its input and leaves the run. What is left
+is a flat list of kernel ``eval`` calls bound to their arena views, so ``invoke`` checks and allocates
+nothing: it only makes those calls.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class Interpreter:
     # -- planning ---------------------------------------------------------------------------------------
     def allocate_tensors(self) -> None:
         """Prepares every kernel for the current input shapes and plans the arena (again after a resize)."""
+        # Preparing and folding compute on values the file chose: inf and nan are results there, as in invoke.
+        with np.errstate(all="ignore"):
+            self._prepare_and_plan()
+
+    def _prepare_and_plan(self) -> None:
         model, used = self._model, [0]
 
         def allocate(shape, dtype, fill=0):
@@ -126,7 +133,7 @@ class Interpreter:
         last_step = len(pending)
         lifetimes = {index: [-1, last_step] for index in self._shapes}  # inputs stay readable throughout
         for index, step in producers.items():
-            lifetimes[index] = [-1, last_step] if self._preserve_all_tensors else [step, step]
+            lifetimes[index] = [step, step]
         for step, (operator, _kernel, _state) in enumerate(pending):
             for index in operator.inputs:
                 if index in lifetimes:
@@ -139,7 +146,7 @@ class Interpreter:
             lifetimes[root] = [min(lifetimes[root][0], lifetimes[index][0]), max(lifetimes[root][1], lifetimes[index][1])]
         order = sorted(index for index in lifetimes if index not in aliases)
         requests = [planner.Request(math.prod(infos[i].shape) * infos[i].dtype.itemsize, *lifetimes[i]) for i in order]
-        offsets, total = planner.plan(requests)
+        offsets, total = planner.plan(requests, share=not self._preserve_all_tensors)
         arena = allocate((total,), np.dtype(np.uint8))
         self.arena_bytes = total
         self.intermediate_bytes = sum(r.size for r in requests)

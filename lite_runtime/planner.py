@@ -24,24 +24,33 @@ def _align(value: int) -> int:
     return (value + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
-def plan(requests: list[Request]) -> tuple[list[int], int]:
-    """The offset of each request and the arena size that holds them all."""
+def plan(requests: list[Request], share: bool = True) -> tuple[list[int], int]:
+    """The offset of each request and the arena size that holds them all; ``share=False`` gives every
+    request its own bytes, one after another."""
+    if not share:
+        offsets, end = [], 0
+        for request in requests:
+            offsets.append(end)
+            end = _align(end + request.size)
+        return offsets, end
     offsets = [0] * len(requests)
-    placed: list[int] = []
+    # step -> the placed requests live then: a request is checked only against those its lifetime meets,
+    # so a long chain of operators plans in linear time rather than comparing every pair.
+    live: dict[int, list[int]] = {}
     order = sorted(range(len(requests)), key=lambda i: (-requests[i].size, requests[i].first, i))
     for i in order:
         request = requests[i]
-        overlapping = sorted(
-            (offsets[j], offsets[j] + requests[j].size)
-            for j in placed
-            if requests[j].first <= request.last and request.first <= requests[j].last
-        )
+        if request.size == 0:
+            continue  # an empty tensor needs no bytes and blocks none
+        steps = range(request.first, request.last + 1)
+        meeting = {j for step in steps for j in live.get(step, ())}
         offset = 0
-        for start, end in overlapping:
+        for start, end in sorted((offsets[j], offsets[j] + requests[j].size) for j in meeting):
             if offset + request.size <= start:
                 break
             offset = max(offset, _align(end))
         offsets[i] = offset
-        placed.append(i)
+        for step in steps:
+            live.setdefault(step, []).append(i)
     total = max((offsets[i] + requests[i].size for i in range(len(requests))), default=0)
     return offsets, _align(total)

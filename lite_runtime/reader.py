@@ -21,6 +21,7 @@ from lite_runtime import schema
 from lite_runtime.errors import LiteFormatError
 
 MAX_ELEMENTS = 2**31 - 1  # TFLite indexes tensors with int32 element counts
+MAX_RANK = 32  # far above what TFLite's kernels take (6), and within what NumPy can hold (64)
 _SCALARS = {"int8": "<b", "uint8": "<B", "bool": "<B", "int16": "<h", "uint16": "<H", "int32": "<i",
             "uint32": "<I", "int64": "<q", "uint64": "<Q", "float32": "<f"}  # fmt: skip
 
@@ -236,6 +237,8 @@ def _tensor(table: _Table, index: int, buffers) -> TensorSpec:
                               f"{', '.join(schema.TensorType(t).name for t in schema.NUMPY_TYPES)})")
     dtype = np.dtype(schema.NUMPY_TYPES[type_code])
     shape = tuple(int(d) for d in table.numbers(schema.TENSOR["shape"], np.int32, "shape"))
+    if len(shape) > MAX_RANK:
+        raise LiteFormatError(f"{what}: shape has {len(shape)} dimensions, more than {MAX_RANK}")
     if any(d < 0 for d in shape):
         raise LiteFormatError(f"{what}: shape {list(shape)} has a negative dimension")
     if math.prod(shape) > MAX_ELEMENTS:

@@ -36,6 +36,7 @@ def to_lite(
     calibration=None,
     inference_input_type=None,
     inference_output_type=None,
+    strict_int8: bool = False,
 ) -> bytes:
     """Exports a Keras model or ``tf.function`` to a lite (TFLite-schema) file; writes ``path`` atomically.
 
@@ -49,6 +50,9 @@ def to_lite(
         calibration: for "int8", sample inputs: a NumPy array, a ``tf.data.Dataset`` or a generator of batches.
         inference_input_type, inference_output_type: "int8" keeps an int8 model's input/output int8
             (default float32, with QUANTIZE / DEQUANTIZE inside the file).
+        strict_int8: for "int8", refuse (``ExportError``) an op with no int8 form instead of keeping it in
+            float32 between DEQUANTIZE and QUANTIZE with a warning (TensorFlow's converter's default); what
+            TensorFlow documents for ``target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]``.
 
     Returns:
         The file's bytes, already read back and checked by ``exporter.lite.verify``.
@@ -57,7 +61,11 @@ def to_lite(
         exporter.errors.ExportError: an op cannot be lowered (the message names it, its layer and source line, and
             what to do instead).
         exporter.errors.ExportError: a quantization argument or the calibration data is unusable (the message
-            names it, with the expected and the received value), or an op has no int8 form for quantize="int8".
+            names it, with the expected and the received value), or an op has no int8 form for quantize="int8"
+            with ``strict_int8=True``.
+
+    Warns:
+        UserWarning: quantize="int8" left ops with no int8 form in float32 (the warning lists them).
 
     Example:
         >>> to_lite(model, "mnist.lite")
@@ -69,12 +77,13 @@ def to_lite(
     from exporter.lite.verify import verify  # noqa: PLC0415
     from exporter.quantize import check_arguments, quantize_model  # noqa: PLC0415
 
-    check_arguments(quantize, calibration, inference_input_type, inference_output_type)
+    check_arguments(quantize, calibration, inference_input_type, inference_output_type, strict_int8)
     lite_model = build_model(as_inference_graph(model_or_function, input_signature))
     data = serialize(lite_model)
     if quantize != "none":
         verify(data)
-        quantize_model(lite_model, quantize, data, calibration, inference_input_type, inference_output_type)
+        quantize_model(lite_model, quantize, data, calibration, inference_input_type, inference_output_type,
+                       strict_int8)  # fmt: skip
         data = serialize(lite_model)
     verify(data)
     if path is not None:

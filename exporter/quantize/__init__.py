@@ -2,7 +2,9 @@
 
     to_lite(model, "m.lite", quantize="float16")                          # FLOAT16 weights + DEQUANTIZE
     to_lite(model, "m.lite", quantize="dynamic")                          # int8 weights, hybrid kernels
-    to_lite(model, "m.lite", quantize="int8", calibration=x_train[:500])  # full integer
+    to_lite(model, "m.lite", quantize="int8", calibration=x_train[:500])  # full integer (ops with no int8
+                                                                          # form stay float32, with a warning)
+    to_lite(model, "m.lite", quantize="int8", calibration=x, strict_int8=True)  # ... or an ExportError
     report = quantization_report(model, x_test[:200], "m.lite")           # per-layer error of a file
 
 The formulas live once, in ``params.py``; ``calibrate.py`` records activation ranges by running the float
@@ -11,6 +13,8 @@ file in our own ``lite_runtime`` (LiteRT is not needed); ``int8.py`` and ``weigh
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -22,10 +26,11 @@ IO_TYPES = ("float32", "int8")
 __all__ = ["IO_TYPES", "MODES", "check_arguments", "quantization_report", "quantize_model"]
 
 
-def quantize_model(model, mode: str, float_data: bytes | None = None, calibration=None,
-                   inference_input_type=None, inference_output_type=None) -> dict[int, int]:  # fmt: skip
+def quantize_model(model, mode: str, float_data: bytes | None = None, calibration=None, inference_input_type=None,
+                   inference_output_type=None, strict_int8=False) -> dict[int, int]:  # fmt: skip
     """Rewrites lite ``model`` (a ``LiteModel``, whose serialized float bytes are ``float_data``) for ``mode``;
-    returns the old -> new tensor index map."""
+    returns the old -> new tensor index map. With "int8", operators that have no int8 form stay float32 and
+    a ``UserWarning`` names them, or, with ``strict_int8``, the first of them raises ``ExportError``."""
     from exporter.quantize import editing  # noqa: PLC0415
 
     check_arguments(mode, calibration, inference_input_type, inference_output_type)
@@ -42,12 +47,23 @@ def quantize_model(model, mode: str, float_data: bytes | None = None, calibratio
         from exporter.quantize.int8 import full_integer  # noqa: PLC0415
 
         input_type, output_type = _io_type(inference_input_type), _io_type(inference_output_type)
-        full_integer(model, ranges(float_data, model, calibration), input_type, output_type)
+        left_float = full_integer(model, ranges(float_data, model, calibration), input_type, output_type,
+                                  strict=strict_int8)  # fmt: skip
+        if left_float:
+            warnings.warn(
+                f"int8 quantization: {len(left_float)} operator(s) have no int8 form and stay float32, between "
+                f"DEQUANTIZE and QUANTIZE: {', '.join(left_float)}; pass strict_int8=True to refuse them instead",
+                UserWarning,
+                stacklevel=3,
+            )
     return editing.finish(model)
 
 
-def check_arguments(mode, calibration, inference_input_type=None, inference_output_type=None) -> None:
+def check_arguments(mode, calibration, inference_input_type=None, inference_output_type=None,
+                    strict_int8=False) -> None:  # fmt: skip
     """Raises ``ExportError`` for a mode, calibration or input/output type ``to_lite`` cannot honour."""
+    if strict_int8 and mode != "int8":
+        raise ExportError(f"strict_int8=True applies to quantize='int8' only (got quantize={mode!r}); leave it out")
     if mode not in MODES:
         raise ExportError(f"quantize={mode!r} is not a quantization mode; use one of {', '.join(map(repr, MODES))}")
     io_types = {"inference_input_type": inference_input_type, "inference_output_type": inference_output_type}

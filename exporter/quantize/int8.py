@@ -4,8 +4,15 @@ Activation parameters come from calibrated ranges (``calibrate.ranges``). Tensor
 share one scale and zero point (RESHAPE, pooling, TRANSPOSE, PAD, CONCATENATION: their int8 kernels do
 not rescale) are grouped and given the union of their ranges; SOFTMAX / LOGISTIC / TANH outputs take the
 spec's fixed parameters. A float input gets a QUANTIZE, a float output a DEQUANTIZE, unless int8
-input/output types are asked for. The layout of the result is what TensorFlow's converter writes for the
-same model (checked by hand against TF 2.21: operator versions, per-channel axes, bias scales).
+input/output types are asked for.
+
+An operator with no int8 form here stays in float32 between a DEQUANTIZE and a QUANTIZE, as TensorFlow's
+converter leaves it by default (TF 2.21 writes DEQUANTIZE v2, the float op, QUANTIZE v1: the same layout).
+``strict`` refuses it instead: the promise TensorFlow documents for ``target_spec.supported_ops =
+[tf.lite.OpsSet.TFLITE_BUILTINS_INT8]``, which its 2.21 converter did not keep (it left a SIN in float32).
+
+The layout of the result is what TensorFlow's converter writes for the same model (checked by hand against
+TF 2.21: operator versions, per-channel axes, bias scales).
 """
 
 from __future__ import annotations
@@ -45,24 +52,30 @@ DEQUANTIZE_VERSION = 2  # int8 -> float32, per tensor
 WEIGHTED = {Op.FULLY_CONNECTED: 0, Op.CONV_2D: 0, Op.DEPTHWISE_CONV_2D: 3}
 FIXED_OUTPUTS = {Op.SOFTMAX: (1 / 256, -128), Op.LOGISTIC: (1 / 256, -128), Op.TANH: (1 / 128, 0)}
 SHARED_PARAMS = {Op.RESHAPE, Op.MAX_POOL_2D, Op.AVERAGE_POOL_2D, Op.TRANSPOSE, Op.PAD, Op.CONCATENATION}
+TYPE_AGNOSTIC = {Op.SHAPE}  # reads its input's shape only, whatever the type
 _FC_KEEP_NUM_DIMS_VERSION, _FC_NO_BIAS_VERSION = 5, 6
 
 
 def full_integer(model: LiteModel, ranges: dict, input_type: str = "float32", output_type: str = "float32",
-                 per_channel_dense: bool = True) -> None:  # fmt: skip
+                 per_channel_dense: bool = True, strict: bool = False) -> list[str]:  # fmt: skip
     """Rewrites ``model`` (a float lite model) in place as a full-integer one; ``ranges`` maps each float
-    activation tensor to its calibrated (min, max)."""
-    float_operators = [operator for operator in model.operators if _computes_floats(model, operator)]
-    for operator in float_operators:
-        code = editing.code_of(model, operator)
-        if code not in INT8_VERSIONS:
-            raise ExportError(
-                f"int8 quantization: operator {code.name} (output '{model.tensors[operator.outputs[0]].name}') has "
-                "no int8 form here; export with quantize='dynamic' or 'float16', or leave this op out of the model"
-            )
+    activation tensor to its calibrated (min, max). Returns the operators left in float32, as
+    "CODE 'output name'" (none when ``strict``: an operator without an int8 form then raises)."""
+    reasons = [(op, _float_reason(model, op)) for op in model.operators if _touches_floats(model, op)]
+    int8_operators = [operator for operator, reason in reasons if reason is None]
+    left_float = [operator for operator, reason in reasons if reason is not None]
+    if strict and left_float:
+        operator, reason = next(entry for entry in reasons if entry[1] is not None)
+        raise ExportError(
+            f"int8 quantization: operator {editing.code_of(model, operator).name} (output "
+            f"'{model.tensors[operator.outputs[0]].name}') {reason}; leave strict_int8 off "
+            "to keep it in float32 between DEQUANTIZE and QUANTIZE, export with quantize='dynamic' or 'float16', "
+            "or leave this op out of the model"
+        )
     params = _activation_params(model, ranges)
+    float_outputs = _float_islands(model, left_float, params, input_type, output_type)
     constants: dict[int, int] = {}  # float constant -> its int8 copy (per tensor, for element-wise operands)
-    for operator in float_operators:
+    for operator in int8_operators:
         code = editing.code_of(model, operator)
         if code in WEIGHTED:
             _quantize_weights(model, operator, code, params, per_channel_dense)
@@ -71,14 +84,94 @@ def full_integer(model: LiteModel, ranges: dict, input_type: str = "float32", ou
                 operator.inputs[position] = _int8_constant(model, operator, code, index, params, constants)
         editing.set_code(model, operator, code, _version(code, operator))
     for index, (scale, zero_point) in params.items():
-        tensor = model.tensors[index]
-        tensor.type, tensor.quantization = TensorType.INT8, Quantization([scale], [zero_point])
-    _float_boundaries(model, input_type, output_type)
+        if index not in float_outputs:
+            tensor = model.tensors[index]
+            tensor.type, tensor.quantization = TensorType.INT8, Quantization([scale], [zero_point])
+    _float_boundaries(model, input_type, output_type, left_float)
+    return [f"{editing.code_of(model, op).name} '{model.tensors[op.outputs[0]].name}'" for op in left_float]
 
 
-def _computes_floats(model: LiteModel, operator) -> bool:
-    """Whether ``operator`` produces float values (shape arithmetic on int32 tensors is left alone)."""
-    return any(model.tensors[index].type == TensorType.FLOAT32 for index in operator.outputs)
+def _float_reason(model: LiteModel, operator) -> str | None:
+    """Why ``operator`` (which reads or writes floats) must stay in float32, or None when it has an int8 form here."""
+    code = editing.code_of(model, operator)
+    if code not in INT8_VERSIONS:
+        return "has no int8 form here"
+    weights = operator.inputs[1] if code in WEIGHTED and len(operator.inputs) > 1 else None
+    if weights is not None and not (editing.is_constant(model, weights) and _is_float(model, weights)):
+        return "has no constant float weights to quantize"
+    return None
+
+
+def _is_float(model: LiteModel, index: int) -> bool:
+    return index >= 0 and model.tensors[index].type == TensorType.FLOAT32
+
+
+def _float_islands(model: LiteModel, left_float: list, params: dict, input_type: str, output_type: str) -> set[int]:
+    """Wires the operators left in float32 into the int8 graph, as TensorFlow's converter does: a DEQUANTIZE
+    before each int8 activation they read, a QUANTIZE after each output that an int8 operator reads or that
+    is an int8 model output (``params`` gains the int8 copies). Returns the activations that stay float32.
+
+    A float model input read by a float operator is read as it is (no QUANTIZE / DEQUANTIZE round trip)."""
+    float_outputs = {index for operator in left_float for index in operator.outputs if index in params}
+    kept = {id(operator) for operator in left_float}
+    dequantized: dict[int, int] = {}  # int8 activation -> its float32 copy
+    for operator in left_float:
+        for position, index in enumerate(operator.inputs):
+            if index not in params or index in float_outputs:
+                continue
+            if index in model.inputs and input_type != "int8":
+                continue
+            if index not in dequantized:
+                tensor = model.tensors[index]
+                dequantized[index] = editing.add_tensor(model, f"{tensor.name}_dequantized", tensor.shape,
+                                                        TensorType.FLOAT32)  # fmt: skip
+                dequantize = editing.make_operator(model, Op.DEQUANTIZE, [index], [dequantized[index]],
+                                                   DEQUANTIZE_VERSION)  # fmt: skip
+                model.operators.insert(_position(model, operator), dequantize)
+            operator.inputs[position] = dequantized[index]
+    for operator in left_float:
+        for index in operator.outputs:
+            if index not in float_outputs:
+                continue
+            if index in model.outputs and output_type == "int8":  # the signature's tensor stays, as int8
+                float_copy = editing.add_tensor(model, f"{model.tensors[index].name}_float",
+                                                model.tensors[index].shape, TensorType.FLOAT32)  # fmt: skip
+                _replace(model, index, float_copy, [op for op in model.operators if id(op) in kept])
+                float_outputs.discard(index)
+                source, target = float_copy, index
+            else:
+                readers = [op for op in model.operators if id(op) not in kept and index in op.inputs]
+                if not readers:
+                    continue
+                tensor, (scale, zero_point) = model.tensors[index], params[index]
+                target = editing.add_tensor(model, f"{tensor.name}_int8", tensor.shape, TensorType.INT8,
+                                            quantization=Quantization([scale], [zero_point]))  # fmt: skip
+                params[target] = params[index]  # what its readers' biases and multipliers are computed from
+                _replace(model, index, target, readers)
+                source = index
+            quantize = editing.make_operator(model, Op.QUANTIZE, [source], [target], QUANTIZE_VERSION)
+            model.operators.insert(_position(model, operator) + 1, quantize)
+    return float_outputs
+
+
+def _replace(model: LiteModel, old: int, new: int, operators) -> None:
+    """``operators`` read and write tensor ``new`` where they had ``old``."""
+    for operator in operators:
+        operator.inputs = [new if i == old else i for i in operator.inputs]
+        operator.outputs = [new if i == old else i for i in operator.outputs]
+
+
+def _position(model: LiteModel, operator) -> int:
+    return next(number for number, candidate in enumerate(model.operators) if candidate is operator)
+
+
+def _touches_floats(model: LiteModel, operator) -> bool:
+    """Whether ``operator`` reads or writes float activations (SHAPE, which reads only a shape, and shape
+    arithmetic on int32 tensors are left alone)."""
+    if editing.code_of(model, operator) in TYPE_AGNOSTIC:
+        return False
+    activations = [i for i in (*operator.inputs, *operator.outputs) if not editing.is_constant(model, i)]
+    return any(_is_float(model, index) for index in activations)
 
 
 def _version(code, operator) -> int:
@@ -179,25 +272,29 @@ def _int8_constant(model: LiteModel, operator, code, index: int, params, constan
     return constants[index]
 
 
-def _float_boundaries(model: LiteModel, input_type: str, output_type: str) -> None:
+def _float_boundaries(model: LiteModel, input_type: str, output_type: str, left_float: list) -> None:
     """A QUANTIZE after each float input and a DEQUANTIZE before each float output; with int8 I/O types the
     model's own input/output tensors stay int8 (their scale and zero point tell the caller how to convert).
+    Operators left in float32 read a float input as it is, and write a float output themselves.
 
     The float tensors keep their indices and user-facing names, so the signature is unchanged."""
+    kept = {id(operator) for operator in left_float}
     for index in model.inputs if input_type != "int8" else ():
         tensor = model.tensors[index]
+        readers = [operator for operator in model.operators if id(operator) not in kept and index in operator.inputs]
+        quantization, tensor.type, tensor.quantization = tensor.quantization, TensorType.FLOAT32, None
+        if not readers:
+            continue
         inner = editing.add_tensor(model, f"{tensor.name}_int8", tensor.shape, TensorType.INT8,
-                                   quantization=tensor.quantization)  # fmt: skip
-        for operator in model.operators:
-            operator.inputs = [inner if i == index else i for i in operator.inputs]
-        tensor.type, tensor.quantization = TensorType.FLOAT32, None
+                                   quantization=quantization)  # fmt: skip
+        _replace(model, index, inner, readers)
         model.operators.insert(0, editing.make_operator(model, Op.QUANTIZE, [index], [inner], QUANTIZE_VERSION))
     for index in model.outputs if output_type != "int8" else ():
         tensor = model.tensors[index]
+        if tensor.type == TensorType.FLOAT32:  # written by an operator left in float32
+            continue
         inner = editing.add_tensor(model, f"{tensor.name}_int8", tensor.shape, TensorType.INT8,
                                    quantization=tensor.quantization)  # fmt: skip
-        for operator in model.operators:
-            operator.inputs = [inner if i == index else i for i in operator.inputs]
-            operator.outputs = [inner if i == index else i for i in operator.outputs]
+        _replace(model, index, inner, model.operators)
         tensor.type, tensor.quantization = TensorType.FLOAT32, None
         model.operators.append(editing.make_operator(model, Op.DEQUANTIZE, [inner], [index], DEQUANTIZE_VERSION))

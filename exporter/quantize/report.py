@@ -2,7 +2,7 @@
 
 Both files run in our own runtime (``calibrate.FileRunner``, every intermediate kept), so the report needs
 no LiteRT. An operator's output is matched to the float tensor of the same name (the quantization passes
-keep activation names; an int8 output before its DEQUANTIZE is "<name>_int8"), dequantized with its own
+keep activation names, adding "_int8" or "_float" to the copies they make), dequantized with its own
 scale and zero point, and compared: max and mean absolute error and the signal-to-quantization-noise
 ratio, SQNR = 10 log10(sum f^2 / sum (f - q)^2) dB (higher is better; inf when they agree exactly).
 """
@@ -22,7 +22,9 @@ from exporter.quantize.calibrate import FileRunner, batches
 from exporter.quantize.params import dequantize
 
 _SKIPPED = {"QUANTIZE", "DEQUANTIZE"}  # format conversions at the edges, not layers
-_INT8_SUFFIX = "_int8"
+# Names the quantization passes give an operator's own output beside the float model's tensor name: an int8
+# output before its DEQUANTIZE, or a float op's output before the QUANTIZE to an int8 model output.
+_SUFFIXES = ("_int8", "_float")
 WORST_COUNT = 3
 
 
@@ -66,7 +68,8 @@ class QuantizationReport:
         return "\n".join(lines)
 
     def plot(self, path) -> str:
-        """A bar chart of each layer's SQNR (worst layers in red) written to ``path`` as PNG; returns the path.
+        """A bar chart of each layer's SQNR, one labelled row per layer with its value, the worst layers in red,
+        written to ``path`` as PNG; returns the path.
 
         Raises:
             ExportError: matplotlib is not installed (it is optional: ``pip install 'emberflow[plot]'``).
@@ -78,17 +81,29 @@ class QuantizationReport:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # noqa: PLC0415
 
-        worst = {id(layer) for layer in self.worst()}
+        from matplotlib.patches import Patch  # noqa: PLC0415
+
+        worst = [layer for layer in self.worst() if math.isfinite(layer.sqnr_db)]
         finite = [layer.sqnr_db for layer in self.layers if math.isfinite(layer.sqnr_db)]
-        cap = max(finite, default=0.0) + 10  # exact layers drawn a little above the best finite one
+        cap = max(finite, default=0.0) + 10  # exact layers drawn a little beyond the best finite one
         values = [layer.sqnr_db if math.isfinite(layer.sqnr_db) else cap for layer in self.layers]
-        figure, axes = plt.subplots(figsize=(max(6, 1.2 * len(self.layers)), 4.5))
-        colors = ["tab:red" if id(layer) in worst else "tab:blue" for layer in self.layers]
-        axes.bar(range(len(values)), values, color=colors)
-        labels = [f"{i} {layer.op}\n{layer.tensor[-24:]}" for i, layer in enumerate(self.layers)]
-        axes.set_xticks(range(len(values)), labels, rotation=45, ha="right", fontsize=7)
-        axes.set_ylabel("SQNR (dB), higher is better")
-        axes.set_title(f"Quantization error per layer (worst: {', '.join(l.tensor for l in self.worst())})", fontsize=9)
+        # One row per layer, first layer on top, names left of the bars where they stay horizontal.
+        figure, axes = plt.subplots(figsize=(9, 1.4 + 0.38 * len(self.layers)))
+        is_worst = [any(layer is w for w in worst) for layer in self.layers]
+        axes.barh(range(len(values)), values, color=["tab:red" if bad else "tab:blue" for bad in is_worst])
+        labels = [f"{number}  {layer.op}  {layer.tensor[-36:]}" for number, layer in enumerate(self.layers)]
+        axes.set_yticks(range(len(values)), labels, fontsize=9)
+        axes.invert_yaxis()
+        for row, (layer, value) in enumerate(zip(self.layers, values)):  # the number itself: bars can be close
+            text = f"{layer.sqnr_db:.1f} dB" if math.isfinite(layer.sqnr_db) else "exact"
+            axes.text(value, row, f" {text}", va="center", fontsize=8, fontweight="bold" if is_worst[row] else None)
+        low, high = min(0.0, *values), max(0.0, *values)
+        axes.set_xlim(low * 1.2, high * 1.2 + 1)
+        axes.set_xlabel("SQNR (dB): signal-to-quantization-noise ratio against the float file, higher is better")
+        legend = [Patch(color="tab:red", label=f"worst {len(worst)} (lowest SQNR)"),
+                  Patch(color="tab:blue", label="other layers")]  # fmt: skip
+        axes.legend(handles=legend, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
+        axes.set_title("Quantization error per layer", fontsize=10, loc="left")
         figure.tight_layout()
         image = io.BytesIO()
         figure.savefig(image, format="png", dpi=100)
@@ -171,8 +186,10 @@ def _matched_layers(float_model, quantized_model) -> list[tuple[int, str, str, i
             continue
         output = operator.outputs[0]
         name, shape = quantized_model.tensors[output].name, quantized_model.tensors[output].shape
-        if name not in float_index and name.endswith(_INT8_SUFFIX):
-            name = name[: -len(_INT8_SUFFIX)]
+        for suffix in _SUFFIXES if name not in float_index else ():
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
         if name in float_index and shape == float_model.tensors[float_index[name]].shape:
             matched.append((output, operator.name, name, float_index[name]))
     return matched

@@ -32,7 +32,8 @@ class TensorInfo:
 
 
 class Node:
-    """One operator during ``prepare``: its inputs (None where an optional input is absent) and options."""
+    """One operator during ``prepare``: its inputs (None where an optional input is absent), its outputs as
+    the file declares them (dtype and quantization; the kernel computes their shapes) and its options."""
 
     def __init__(self, index: int, name: str, inputs: list, output_count: int, outputs: list, options: dict,
                  allocate: Callable):  # fmt: skip
@@ -100,7 +101,8 @@ def by_tensor_type(float_kernel: Kernel | None, quantized_prepare: Callable) -> 
     def prepare(node: Node):
         if any(t is not None and t.dtype in QUANTIZED_TYPES for t in (*node.inputs, *node.outputs)):
             return quantized_prepare(node)
-        node.check(float_kernel is not None, f"input is {node.inputs[0].dtype}, expected a quantized type")
+        if float_kernel is None:
+            raise node.fail("has only quantized kernels, and none of its tensors is int8, uint8 or int16")
         outputs, state = float_kernel.prepare(node)
         return outputs, (float_kernel.eval, state)
 

@@ -26,6 +26,14 @@ def geometry(node: Node, x, kernel_h: int, kernel_w: int, dtype=np.float32):
     return (batch, out_h, out_w), padded, interior, taps
 
 
+def _windows(node: Node, padded, out_h: int, out_w: int, kernel_h: int, kernel_w: int):
+    """A read-only view (batch, out_h, out_w, channels, kernel_h, kernel_w) of every filter window of ``padded``."""
+    dilation_h, dilation_w = node.option("dilation_h_factor"), node.option("dilation_w_factor")
+    span = ((kernel_h - 1) * dilation_h + 1, (kernel_w - 1) * dilation_w + 1)
+    views = np.lib.stride_tricks.sliding_window_view(padded, span, axis=(1, 2))
+    return views[:, :: node.option("stride_h"), :: node.option("stride_w"), :, ::dilation_h, ::dilation_w][:, :out_h, :out_w]
+
+
 def _bias(node: Node, channels: int):
     bias = node.input(2)
     if bias is not None:
@@ -40,20 +48,24 @@ def _prepare_conv(node: Node):
     channels_out, kernel_h, kernel_w, channels_in = filters.shape
     node.check(len(x.shape) == 4 and x.shape[3] == channels_in and channels_in > 0,
                f"input {list(x.shape)} does not have {channels_in} channels")  # fmt: skip
-    (batch, out_h, out_w), _padded, interior, taps = geometry(node, x, kernel_h, kernel_w)
+    (batch, out_h, out_w), padded, interior, _taps = geometry(node, x, kernel_h, kernel_w)
     columns = node.scratch((batch, out_h, out_w, kernel_h * kernel_w, channels_in))
     rows, depth = batch * out_h * out_w, kernel_h * kernel_w * channels_in
+    # im2col as one copy of a window view (3x faster than a copy per tap at 32 channels); nothing when empty
+    gather = (_windows(node, padded, out_h, out_w, kernel_h, kernel_w),
+              columns.reshape(batch, out_h, out_w, kernel_h, kernel_w, channels_in).transpose(0, 1, 2, 5, 3, 4))  # fmt: skip
+    node.check(rows == 0 or gather[0].shape == gather[1].shape, f"windows {gather[0].shape} do not fill {gather[1].shape}")
     matrix = np.ascontiguousarray(filters.value.reshape(channels_out, depth).T) if filters.value is not None else None
-    state = (interior, taps, columns, rows, depth, channels_out, matrix, _bias(node, channels_out),
+    state = (interior, gather if rows else None, columns, rows, depth, channels_out, matrix, _bias(node, channels_out),
              activation(node, node.option("fused_activation_function")))  # fmt: skip
     return [((batch, out_h, out_w, channels_out), FLOAT32)], state
 
 
 def _eval_conv(state, inputs, outputs):
-    interior, taps, columns, rows, depth, channels_out, matrix, has_bias, act = state
+    interior, gather, columns, rows, depth, channels_out, matrix, has_bias, act = state
     np.copyto(interior, inputs[0])
-    for k, tap in enumerate(taps):
-        np.copyto(columns[:, :, :, k, :], tap)
+    if gather is not None:
+        np.copyto(gather[1], gather[0])
     if matrix is None:
         matrix = inputs[1].reshape(channels_out, depth).T
     out = outputs[0].reshape(rows, channels_out)

@@ -1,11 +1,16 @@
 """TFLite's integer requantization arithmetic, vectorized over NumPy int64 arrays.
 
-The functions follow ``tensorflow/lite/kernels/internal/common.h`` (``MultiplyByQuantizedMultiplier``),
-gemmlowp's ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``, and
-``quantization_util.cc`` (``QuantizeMultiplier``) bit for bit: a real multiplier M becomes an int32
-``multiplier`` q·2^31 with q in [0.5, 1) and a power-of-two ``shift``, and ``x·M`` is computed as a
-rounding high multiply followed by a rounding right shift. Arrays hold int32 values in int64 so that
-products never overflow; ``multiplier`` and ``shift`` broadcast (per channel on the last axis).
+``quantize_multiplier`` is ``QuantizeMultiplier`` (``quantization_util.cc``): a real multiplier M becomes
+an int32 ``multiplier`` q·2^31 with q in [0.5, 1) and a power-of-two ``shift``. x·M is then taken in
+integers, and LiteRT has two ways to round it (``tensorflow/lite/kernels/internal/common.h``):
+
+- once, ties upward (``TFLITE_SINGLE_ROUNDING``; XNNPACK's "rndnu"): what LiteRT's default interpreter
+  computes, so ``multiply_by_quantized_multiplier`` and every int8 kernel here round this way;
+- twice, gemmlowp's ``SaturatingRoundingDoublingHighMul`` then ``RoundingDivideByPOT``: what the reference
+  kernels compute; kept as ``multiply_by_quantized_multiplier_twice_rounded`` (the tests check both).
+
+Arrays hold int32 values in int64 so that products never overflow; ``multiplier`` and ``shift``
+broadcast (per channel on the last axis).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
         shift += 1
     if shift < -31:  # every bit would be shifted out: TFLite flushes such multipliers to zero
         return 0, 0
+    if shift > 30:  # beyond what the single rounding can shift: TFLite saturates (multipliers over 2^30)
+        return (1 << 31) - 1, 30
     return int(multiplier), shift
 
 
@@ -47,7 +54,7 @@ def round_half_away(x):
 
 
 def saturating_rounding_doubling_high_mul(a, b):
-    """gemmlowp ``SaturatingRoundingDoublingHighMul``: round(a·b / 2^31) with ties away from zero."""
+    """gemmlowp ``SaturatingRoundingDoublingHighMul``: a·b / 2^31 rounded to nearest, ties upward."""
     product = np.multiply(a, b, dtype=np.int64)
     negative = product >> 63  # -1 where the product is negative, else 0
     product += 1 << 30
@@ -72,7 +79,23 @@ def rounding_divide_by_pot(x, exponent):
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift):
-    """``MultiplyByQuantizedMultiplier(x, multiplier, shift)`` for int32 values ``x`` held in int64."""
+    """x · multiplier · 2^(shift − 31) rounded once, to nearest with ties upward, for int32 ``x`` in int64.
+
+    This is ``MultiplyByQuantizedMultiplier`` as TFLite builds it with ``TFLITE_SINGLE_ROUNDING`` and as
+    XNNPACK, LiteRT's default CPU path, requantizes ("rndnu"): the arithmetic LiteRT's users get."""
+    total_shift = 31 - np.asarray(shift, np.int64)
+    result = np.multiply(x, multiplier, dtype=np.int64)
+    result += np.left_shift(np.int64(1), total_shift - 1)
+    result >>= total_shift
+    return result
+
+
+def multiply_by_quantized_multiplier_twice_rounded(x, multiplier, shift):
+    """gemmlowp's ``MultiplyByQuantizedMultiplier``: a rounding high multiply, then a rounding shift.
+
+    TFLite's reference CONV_2D, DEPTHWISE_CONV_2D, ADD, MUL and MEAN kernels (``BUILTIN_REF``) round
+    twice this way; the result is one step from the single rounding when x·M lies within 2^-(right+1) of a
+    half (and on ties, which this rounds away from zero for negative values)."""
     left = np.maximum(shift, 0)
     right = np.maximum(-np.asarray(shift), 0)
     shifted = np.left_shift(np.asarray(x, np.int64), left)

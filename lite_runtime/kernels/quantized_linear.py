@@ -152,7 +152,8 @@ def prepare_fully_connected(node: Node):
         node.check(node.outputs[0].dtype == FLOAT32, f"output is {node.outputs[0].dtype}, expected float32 for a float32 input")
         asymmetric = bool(node.option("asymmetric_quantize_inputs"))
         act = activation(node, node.option("fused_activation_function"))
-        state = (rows, depth, matrix, product, scales, float_bias(node, units), asymmetric, act)
+        centered = node.scratch((rows, depth), matrix.dtype)
+        state = (rows, depth, centered, matrix, product, scales, float_bias(node, units), asymmetric, act)
         return [(shape, FLOAT32)], (_eval_hybrid_fully_connected, state)
     node.check(x.dtype == INT8, f"input is {x.dtype}, expected int8 or float32")
     _x_scale, x_zero_point = per_tensor(node, x, "input")
@@ -170,9 +171,10 @@ def _eval_fully_connected(state, inputs, outputs):
 
 
 def _eval_hybrid_fully_connected(state, inputs, outputs):
-    rows, depth, matrix, product, scales, bias, asymmetric, act = state
+    rows, depth, centered, matrix, product, scales, bias, asymmetric, act = state
     values, row_scales, zero_points = quantize_rows(inputs[0].reshape(rows, depth), asymmetric)
-    np.matmul(values - zero_points[:, None], matrix, out=product)
+    np.subtract(values, zero_points[:, None], out=centered, casting="unsafe")  # small integers: exact
+    np.matmul(centered, matrix, out=product)
     write_hybrid(outputs[0].reshape(product.shape), product, row_scales[:, None], scales, bias, act)
 
 

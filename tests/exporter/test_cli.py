@@ -32,8 +32,14 @@ def test_demo_trains_exports_verifies_and_writes_a_report(tmp_path, capsys):
     assert list(variants) == ["float32", "float16", "dynamic", "int8"] and all(row["passed"] for row in variants.values())
     assert variants["int8"]["bytes"] <= 0.27 * variants["float32"]["bytes"] and variants["float32"]["latency_ms"] > 0
     assert all(abs(row["accuracy"] - report["test_accuracy"]) <= 0.01 for row in variants.values())
+    assert list((tmp_path / "logs").rglob("events.out.tfevents.*")), "the demo leaves a TensorBoard log"
+    assert (tmp_path / "training_curves.png").read_bytes().startswith(b"\x89PNG")
+    manifest = json.loads((tmp_path / "web" / "manifest.json").read_text())
+    assert (tmp_path / "web" / manifest["model"]["file"]).stat().st_size == manifest["model"]["bytes"]
+    assert {"index.html", "emberflow-lite.js"} <= {path.name for path in (tmp_path / "web").iterdir()}
     out = capsys.readouterr().out
-    assert "lite variant" in out
+    assert "lite variant" in out and f"tensorboard --logdir {tmp_path / 'logs'}" in out
+    assert f"python -m http.server --directory {tmp_path / 'web'}" in out
     assert "Total params: 101,770" in out and "Test accuracy" in out and "max abs diff" in out
 
 
@@ -77,14 +83,19 @@ def test_export_check_writes_nothing(saved_model, tmp_path, capsys):
         (["export", "{model}", "-o", "x.lite", "--quantize", "int8", "--calibration", "{bad_calibration}"], "got (4, 28, 27)"),
         (["export", "{model}", "-o", "x.lite", "--calibration", "{bad_calibration}"], "inputs have shape"),
         (["export", "{not_a_model}", "-o", "x.lite"], "not an emberflow file"),
+        (["export", "{model}", "-o", "x.lite", "--inference-input-type", "int8"], "applies to --quantize int8 only"),
+        (["export", "{model}", "-o", "web", "--format", "web", "--quantize", "int8", "--calibration", "{calibration}",
+          "--inference-output-type", "int8"], "for lite files only"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(saved_model, tmp_path, capsys, arguments, message):
-    bad_calibration = tmp_path / "calibration.npy"
+    bad_calibration = tmp_path / "bad_calibration.npy"
     np.save(bad_calibration, np.zeros((4, 28, 27), np.float32))
     not_a_model = tmp_path / "fake.ember"
     not_a_model.write_bytes(b"this is not a zip")
-    filled = [a.format(model=saved_model, bad_calibration=bad_calibration, not_a_model=not_a_model) for a in arguments]
+    calibration = _calibration_file(tmp_path)
+    filled = [a.format(model=saved_model, bad_calibration=bad_calibration, not_a_model=not_a_model,
+                       calibration=calibration) for a in arguments]  # fmt: skip
     filled = [str(tmp_path / a) if a in ("x.lite", "x.bin", "x.onnx") else a for a in filled]
     assert main(filled) == 2
     error = capsys.readouterr().err.strip()
@@ -104,6 +115,30 @@ def test_export_quantize_int8_writes_a_smaller_verified_file(saved_model, tmp_pa
     assert main(["export", str(saved_model), "-o", str(int8_file), "--quantize", "int8", "--calibration", str(calibration)]) == 0
     assert " ok" in capsys.readouterr().out
     assert int8_file.stat().st_size < 0.5 * float_file.stat().st_size
+
+
+def test_export_int8_inputs_and_outputs_are_verified_through_their_scales(saved_model, tmp_path, capsys):
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    output, calibration = tmp_path / "int8_io.lite", _calibration_file(tmp_path)
+    arguments = ["export", str(saved_model), "-o", str(output), "--quantize", "int8", "--calibration", str(calibration)]
+    assert main([*arguments, "--inference-input-type", "int8", "--inference-output-type", "int8"]) == 0
+    assert " ok" in capsys.readouterr().out
+    interpreter = Interpreter(model_path=str(output))
+    assert interpreter.get_input_details()[0]["dtype"] == interpreter.get_output_details()[0]["dtype"] == np.int8
+
+
+def test_export_int8_keeps_ops_without_an_int8_form_in_float_unless_strict(tmp_path, capsys):
+    model = tf.keras.Sequential([tf.keras.layers.Dense(4, activation="exponential", input_shape=(3,))])
+    model.save(str(tmp_path / "exp.ember"))
+    calibration = tmp_path / "calibration.npy"
+    np.save(calibration, np.random.default_rng(3).random((32, 3), dtype=np.float32))
+    arguments = ["export", str(tmp_path / "exp.ember"), "-o", str(tmp_path / "exp.lite"), "--quantize", "int8",
+                 "--calibration", str(calibration)]  # fmt: skip
+    assert main(arguments) == 0
+    assert "warning: int8 quantization: 1 operator(s) have no int8 form and stay float32" in capsys.readouterr().err
+    assert main([*arguments, "--strict-int8"]) == 2
+    assert "operator EXP" in capsys.readouterr().err
 
 
 def test_export_report_writes_the_table_and_chart(saved_model, tmp_path, capsys):

@@ -79,9 +79,10 @@ def trained(mnist):
     return result
 
 
-def _run(data: bytes, inputs: np.ndarray) -> np.ndarray:
-    """The first output of ``data`` in LiteRT, in float: int8 inputs/outputs are converted with their params."""
-    interpreter = litert.Interpreter(model_content=data)
+def _run(data: bytes, inputs: np.ndarray, runtime=None) -> np.ndarray:
+    """The first output of ``data`` in LiteRT (or ``runtime``, an interpreter class), in float: int8
+    inputs/outputs are converted with their params."""
+    interpreter = (runtime or litert.Interpreter)(model_content=data)
     detail = interpreter.get_input_details()[0]
     interpreter.resize_tensor_input(detail["index"], inputs.shape)
     interpreter.allocate_tensors()
@@ -306,6 +307,58 @@ def test_hybrid_depthwise_conv_has_per_channel_weights_on_axis_3():
     _check_symmetric_weights(lite, op.inputs[1], kernel, axis=3)
 
 
+def _constant_operand_functions():
+    """tf.functions whose weights are not a layer's: a batched matmul by a constant, a lookup in a constant
+    table (an embedding); both big enough (>= 1024 elements) for TensorFlow to quantize them."""
+    rng = np.random.default_rng(3)
+    weights = tf.constant(rng.uniform(-1, 1, (4, 32, 48)).astype(np.float32))
+    table = tf.constant(rng.uniform(-1, 1, (300, 16)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([4, None, 32], tf.float32)])
+    def batch_matmul(x):
+        return tf.matmul(x, weights)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 5], tf.int32)])
+    def gather(indices):
+        return tf.gather(table, indices)
+
+    inputs = {"batch_matmul": rng.standard_normal((4, 6, 32)).astype(np.float32),
+              "gather": rng.integers(0, 300, (3, 5)).astype(np.int32)}  # fmt: skip
+    return {"batch_matmul": (batch_matmul, weights), "gather": (gather, table)}, inputs
+
+
+@pytest.mark.parametrize("name", ["batch_matmul", "gather"])
+def test_dynamic_range_quantizes_constant_operands_as_tensorflow_does(name):
+    # TF 2.21 writes BATCH_MATMUL v4 (per-tensor int8 right operand, asymmetric_quantize_inputs) and, for a
+    # constant table, GATHER v2 of per-tensor int8 rows followed by DEQUANTIZE v2.
+    functions, inputs = _constant_operand_functions()
+    function, constant = functions[name]
+    data = to_lite(function, quantize="dynamic")
+    lite = _File(data)
+    operators = lite.operators()
+    if name == "batch_matmul":
+        (op_name, version, op), = operators
+        assert (op_name, version) == ("BATCH_MATMUL", 4) and op.builtinOptions.asymmetricQuantizeInputs
+        weights = op.inputs[1]
+    else:
+        assert [(n, v) for n, v, _ in operators] == [("GATHER", 2), ("DEQUANTIZE", 2)]
+        weights = operators[0][2].inputs[0]
+        assert lite.tensor(operators[0][2].outputs[0]).type == TensorType.INT8
+    quantization = lite.tensor(weights).quantization
+    assert lite.tensor(weights).type == TensorType.INT8 and len(quantization.scale) == 1
+    peak = np.abs(constant.numpy()).max()
+    assert quantization.scale[0] == pytest.approx(peak / 127, rel=1e-6) and quantization.zeroPoint[0] == 0
+    assert len(data) < 0.3 * len(to_lite(function))
+    x = inputs[name]
+    reference = function(tf.constant(x)).numpy()
+    outputs = _run(data, x)
+    assert np.abs(outputs - reference).max() <= 0.02 * np.abs(reference).max()
+    if name == "gather":  # lite_runtime has no hybrid BATCH_MATMUL kernel yet
+        from lite_runtime import Interpreter  # noqa: PLC0415
+
+        np.testing.assert_array_equal(_run(data, x, Interpreter), outputs)
+
+
 # -- calibration ----------------------------------------------------------------------------------------------
 
 
@@ -358,10 +411,65 @@ def test_bad_arguments_raise_a_clear_export_error(trained, arguments, message):
         to_lite(trained["mlp"][0], **arguments)
 
 
-def test_an_op_without_an_int8_kernel_is_named():
+def test_strict_int8_refuses_an_op_without_an_int8_form():
     model = tf.keras.Sequential([L.Dense(4, activation="exponential", input_shape=(3,))])
     with pytest.raises(ExportError, match=r"int8 quantization: operator EXP \(output '.+'\) has no int8 form.*dynamic"):
-        to_lite(model, quantize="int8", calibration=np.ones((4, 3), np.float32))
+        to_lite(model, quantize="int8", calibration=np.ones((4, 3), np.float32), strict_int8=True)
+    with pytest.raises(ExportError, match=r"strict_int8=True applies to quantize='int8' only"):
+        to_lite(model, quantize="dynamic", strict_int8=True)
+
+
+def _mixed_models():
+    """Models with ops our int8 pass leaves in float32: LayerNormalization's SQUARE and RSQRT between int8
+    ops, an EXP that writes the model's output, and one that reads the model's input."""
+    layer_norm = tf.keras.Sequential(
+        [L.Dense(16, input_shape=(8,)), L.LayerNormalization(), L.Dense(4, activation="softmax")]
+    )
+    exp_output = tf.keras.Sequential(
+        [L.Dense(8, activation="relu", input_shape=(8,)), L.Dense(4, activation="exponential")]
+    )
+    exp_input = tf.keras.Sequential([L.Activation("exponential", input_shape=(8,)), L.Dense(4)])
+    return {"layer_norm": (layer_norm, ["SQUARE", "RSQRT"]), "exp_output": (exp_output, ["EXP"]),
+            "exp_input": (exp_input, ["EXP"])}  # fmt: skip
+
+
+@pytest.mark.parametrize("io_type", ["float32", "int8"])
+@pytest.mark.parametrize("name", ["layer_norm", "exp_output", "exp_input"])
+def test_ops_without_an_int8_form_stay_float_between_dequantize_and_quantize(name, io_type):
+    from lite_runtime import Interpreter  # noqa: PLC0415
+
+    model, float_ops = _mixed_models()[name]
+    model = _randomized(model)
+    inputs, calibration = _batch(model, 32, seed=1), _batch(model, 128, seed=2)
+    expected = rf"{len(float_ops)} operator\(s\) have no int8 form.*strict_int8=True"
+    with pytest.warns(UserWarning, match=expected) as caught:
+        data = to_lite(model, quantize="int8", calibration=calibration,
+                       inference_input_type=io_type, inference_output_type=io_type)  # fmt: skip
+    assert all(op in str(caught[0].message) for op in float_ops)
+    lite = _File(data)
+    operators = lite.operators()
+    assert set(float_ops) <= {op_name for op_name, _, _ in operators}
+    produced = {index: op_name for op_name, _, op in operators for index in op.outputs}
+    for op_name, version, op in operators:
+        types = [lite.tensor(index).type for index in (*op.inputs, *op.outputs)]
+        if op_name in float_ops:  # float32 in and out; an int8 producer is DEQUANTIZEd (v2) first
+            assert set(types) == {TensorType.FLOAT32}
+            assert all(produced.get(index) in (None, "DEQUANTIZE", *float_ops) for index in op.inputs)
+        elif op_name == "DEQUANTIZE":
+            assert (version, types) == (2, [TensorType.INT8, TensorType.FLOAT32])
+        elif op_name == "QUANTIZE":
+            assert (version, types) == (1, [TensorType.FLOAT32, TensorType.INT8])
+        else:
+            assert TensorType.FLOAT32 not in types, op_name
+    if io_type == "int8":  # the model's own input and output are int8; every conversion is inside
+        assert {lite.tensor(lite.graph.inputs[0]).type, lite.tensor(lite.graph.outputs[0]).type} == {TensorType.INT8}
+    reference = model.predict(inputs, verbose=0)
+    outputs = _run(data, inputs)
+    assert np.abs(outputs - reference).max() <= 0.08 * np.abs(reference).max()
+    ours = _run(data, inputs, Interpreter)  # our runtime runs the mixed file as LiteRT does
+    np.testing.assert_allclose(ours, outputs, atol=0.01 * np.abs(reference).max(), rtol=0)
+    report = quantization_report(model, inputs, data)  # the float ops are layers of the report too
+    assert set(float_ops) <= {layer.op for layer in report.layers}
 
 
 # -- the per-layer report ---------------------------------------------------------------------------------------

@@ -69,3 +69,22 @@ def test_random_byte_flips_raise_only_lite_format_error(valid_file, data):
         position = data.draw(st.integers(0, len(corrupted) - 1))
         corrupted[position] = data.draw(st.integers(0, 255))
     _load_and_run(bytes(corrupted))
+
+
+def _relu_model(shape) -> bytes:
+    from exporter.lite import schema  # noqa: PLC0415
+    from exporter.lite.builder import LiteModel, LiteOperator, LiteTensor, serialize  # noqa: PLC0415
+
+    model = LiteModel("hostile", tensors=[LiteTensor("x", tuple(shape), schema.TensorType.FLOAT32),
+                                          LiteTensor("y", tuple(shape), schema.TensorType.FLOAT32)])  # fmt: skip
+    model.operator_codes, model.operators = [(int(schema.BuiltinOperator.RELU), 1)], [LiteOperator(0, [0], [1])]
+    model.inputs, model.outputs = [0], [1]
+    return serialize(model)
+
+
+def test_a_rank_numpy_cannot_hold_is_a_format_error():
+    x = -np.ones((1,) * 20 + (2,), np.float32)
+    (output,) = lite_runtime.Interpreter(model_content=_relu_model(x.shape)).run([x])
+    np.testing.assert_array_equal(output, np.zeros_like(x))
+    with pytest.raises(lite_runtime.LiteFormatError, match="70 dimensions"):
+        lite_runtime.Interpreter(model_content=_relu_model((1,) * 70))

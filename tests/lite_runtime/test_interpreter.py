@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import pathlib
+import time
 import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import lite_runtime
 import trainer as tf
+from lite_runtime import planner
 from exporter.lite import to_lite
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
@@ -225,3 +229,39 @@ def test_constants_are_read_only_aligned_views_of_the_memory_map(exported, tmp_p
             # our exporter aligns every buffer to 16 bytes; TensorFlow's converter only to the element size
             assert address % (16 if name == "cnn" else array.itemsize) == 0, (name, index)
     assert len(interpreter.get_tensor_details()) == len(litert.Interpreter(model_path=str(path)).get_tensor_details())
+
+
+_REQUESTS = st.lists(st.tuples(st.sampled_from([0, 1, 63, 64, 100, 4096]), st.integers(-1, 12), st.integers(0, 4)), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(specs=_REQUESTS, share=st.booleans())
+def test_planner_never_overlaps_live_buffers(specs, share):
+    requests = [planner.Request(size, first, first + length) for size, first, length in specs]
+    offsets, total = planner.plan(requests, share=share)
+    for i, a in enumerate(requests):
+        assert offsets[i] % planner.ALIGNMENT == 0 and offsets[i] + a.size <= total
+        for j, b in enumerate(requests[:i]):
+            if a.size and b.size and (not share or (a.first <= b.last and b.first <= a.last)):
+                assert offsets[i] + a.size <= offsets[j] or offsets[j] + b.size <= offsets[i], (a, b)
+
+
+def test_planner_is_linear_on_a_long_chain():
+    chain = [planner.Request(256, step, step + 1) for step in range(50_000)]  # a hostile file's 50k operators
+    started = time.perf_counter()
+    _offsets, total = planner.plan(chain)
+    assert time.perf_counter() - started < 5.0  # the old all-pairs planner took minutes
+    assert total == 512
+
+
+def test_reshape_output_is_a_view_of_its_input_and_skips_invoke(exported, rng):
+    interpreter = lite_runtime.Interpreter(model_content=exported["mlp"])  # Flatten lowers to RESHAPE
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    flattened = [d["index"] for d in interpreter.get_tensor_details() if tuple(d["shape"]) == (1, 28 * 28)]
+    assert len(flattened) == 1
+    assert np.shares_memory(interpreter.tensor(flattened[0])(), interpreter.tensor(input_index)())
+    x = rng.standard_normal((1, 28, 28)).astype(np.float32)
+    interpreter.set_tensor(input_index, x)
+    interpreter.invoke()
+    np.testing.assert_array_equal(interpreter.get_tensor(flattened[0]), x.reshape(1, -1))

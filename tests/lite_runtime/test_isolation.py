@@ -17,6 +17,17 @@ def test_import_pulls_in_no_trainer_or_exporter_module():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_import_leaves_kernels_and_flatbuffers_for_later():
+    # the kernel table loads with the first model (most of the import time); the reader parses the file with
+    # struct and NumPy, so flatbuffers is never imported
+    code = ("import sys, numpy; before = set(sys.modules); import lite_runtime; "
+            "added = sorted(m for m in set(sys.modules) - before if not m.startswith('lite_runtime')); "
+            "late = sorted(m for m in sys.modules if m.startswith(('lite_runtime.kernels', 'flatbuffers'))); "
+            "print(added, late); sys.exit(1 if late or len(added) > 3 else 0)")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_runtime_schema_constants_match_the_writer():
     for member in schema.BuiltinOperator:
         if member.name in writer_schema.BuiltinOperator.__members__:

