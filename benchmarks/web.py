@@ -59,7 +59,7 @@ def _prepare_site(folder: Path, systems) -> dict:
         for name in ORT_FILES:
             shutil.copy(ORT_DIST / name, folder / name)
     cases = {}
-    for kind, (lite, _onnx_file, shape) in _models(folder).items():
+    for kind, (lite, *_other_files, shape) in _models(folder).items():  # (lite, onnx, int8 lite, shape)
         expected = Interpreter(model_path=str(lite)).run([image.reshape(1, *shape)])[0][0]
         cases[kind] = ((1, *shape), expected)
     return cases

@@ -1,4 +1,12 @@
-"""The ``emberflow`` command line (exit codes: 0 success, 1 a verification failed, 2 bad usage or input)."""
+"""The ``emberflow`` command line (exit codes: 0 success, 1 a verification failed, 2 bad usage or input).
+
+    emberflow demo [--out DIR]                      train, export and verify the MNIST MLP
+    emberflow export MODEL -o OUT [--quantize ...]  a saved model as a lite, ONNX or web export
+    emberflow inspect FILE [--json]                 ops, tensors (dtype, quantization), signatures
+    emberflow verify MODEL FILE...                  exported files against the model
+    emberflow run FILE --input X.npy [--output Y.npy] [--top K]
+    emberflow bench FILE [--batch N] [--runs R] [--threads T] [--json [PATH]]
+"""
 
 from __future__ import annotations
 
@@ -45,6 +53,19 @@ def _build_parser() -> argparse.ArgumentParser:
     verify.add_argument("files", nargs="+", help="exported .lite/.tflite/.onnx files")
     verify.add_argument("--inputs", help="a .npy file of inputs (default: random data of the model's input shape)")
     verify.add_argument("--labels", help="a .npy file of integer labels, to report accuracy")
+
+    run = commands.add_parser("run", help="run a lite or ONNX file on inputs from a .npy file and show its outputs")
+    run.add_argument("file", help="a .lite/.tflite file (run in lite_runtime) or .onnx file (run in onnxruntime)")
+    run.add_argument("--input", required=True, metavar="X.npy", help="the inputs: one sample or a batch, float (quantized for an int8 input) or the input's own dtype; an .npz by input name for several inputs")
+    run.add_argument("--output", metavar="Y.npy", help="write the outputs here (several outputs: an .npz by output name)")
+    run.add_argument("--top", type=int, default=3, metavar="K", help="classes to show per row of a classifier output (default: 3)")
+
+    bench = commands.add_parser("bench", help="time a lite or ONNX file in lite_runtime beside LiteRT or onnxruntime")
+    bench.add_argument("file", help="a .lite/.tflite or .onnx file")
+    bench.add_argument("--batch", type=int, metavar="N", help="rows per call (default: the file's fixed batch, or 1)")
+    bench.add_argument("--runs", type=int, default=100, metavar="R", help="timed calls per runtime, after a warm-up (default: 100)")
+    bench.add_argument("--threads", type=int, default=1, metavar="T", help="threads each runtime may use (default: 1)")
+    bench.add_argument("--json", nargs="?", const="-", metavar="PATH", help="print the results as JSON, or write them to PATH beside the table")
     return parser
 
 
@@ -66,6 +87,10 @@ def main(argv=None) -> int:
             return _verify(arguments)
         if arguments.command == "inspect":
             return _inspect(arguments)
+        if arguments.command == "run":
+            return _run(arguments)
+        if arguments.command == "bench":
+            return _bench(arguments)
     except UsageError as error:
         print(f"emberflow {arguments.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -222,6 +247,37 @@ def _inspect(arguments) -> int:
 
     summary = inspect_file(arguments.file)
     print(json.dumps(summary, indent=2) if arguments.json else format_summary(summary))
+    return EXIT_OK
+
+
+def _run(arguments) -> int:
+    from exporter.run import format_result, run_exported, save_outputs  # noqa: PLC0415
+
+    inputs = _load_array(arguments.input, "input")
+    result = run_exported(arguments.file, inputs)
+    print(format_result(result, top=arguments.top))
+    if arguments.output:
+        print(f"wrote {save_outputs(result, arguments.output)}")
+    return EXIT_OK
+
+
+def _bench(arguments) -> int:
+    import json  # noqa: PLC0415
+
+    from exporter.bench import bench_file, format_bench  # noqa: PLC0415
+    from exporter.files import write_atomically  # noqa: PLC0415
+
+    def progress(line: str) -> None:  # on stderr, so that --json's stdout is JSON only
+        print(line, file=sys.stderr, flush=True)
+
+    report = bench_file(arguments.file, arguments.batch, arguments.runs, arguments.threads, progress)
+    if arguments.json == "-":
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(format_bench(report))
+    if arguments.json:
+        write_atomically(arguments.json, (json.dumps(report, indent=2) + "\n").encode())
+        print(f"wrote {arguments.json}")
     return EXIT_OK
 
 

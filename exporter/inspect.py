@@ -111,6 +111,17 @@ def _quantization(tensor) -> dict:
     return {"scale": scale.tolist(), "zero_point": table.numbers("zero_point", np.int64).tolist(), "quantized_dimension": table.scalar("quantized_dimension", "int32")}
 
 
+def _quantization_text(tensor: dict) -> str:
+    """``scale 0.00392 zero point -128``, or for per-channel parameters their count, axis and range."""
+    scales, zero_points = tensor["scale"], tensor["zero_point"]
+    if len(scales) == 1:
+        return f"scale {scales[0]:.6g} zero point {zero_points[0] if zero_points else 0}"
+    points = sorted(set(zero_points)) or [0]
+    zero_text = f"zero point {points[0]}" if len(points) == 1 else f"zero points {points[0]}..{points[-1]}"
+    return (f"per-channel: {len(scales)} scales along axis {tensor['quantized_dimension']}, "
+            f"{min(scales):.6g}..{max(scales):.6g}, {zero_text}")  # fmt: skip
+
+
 def _inspect_onnx(path: Path) -> dict:
     try:
         import onnx  # noqa: PLC0415
@@ -149,10 +160,10 @@ def format_summary(summary: dict) -> str:
             lines.append(f"signature {signature['key']!r}: inputs {signature['inputs']}, outputs {signature['outputs']}")
         for key, value in summary["metadata"].items():
             lines.append(f"metadata {key}: {value}")
-        lines.append(f"{'tensor':>6}  {'dtype':<8} {'shape':<18} {'bytes':>9}  name")
+        lines.append(f"{'tensor':>6}  {'dtype':<8} {'shape':<18} {'bytes':>9}  name  [quantization]")
         for tensor in summary["tensors"]:
             signature = tensor["shape_signature"] or tensor["shape"]
-            quantized = f"  scale={tensor['scale'][:3]} zero_point={tensor['zero_point'][:3]}" if "scale" in tensor else ""
+            quantized = f"  [{_quantization_text(tensor)}]" if "scale" in tensor else ""
             lines.append(f"{tensor['index']:>6}  {tensor['dtype']:<8} {str(signature):<18} {tensor['constant_bytes']:>9}  {tensor['name']}{quantized}")
     else:
         lines.append(f"producer: {summary['producer']}; opset {summary['opset']}")

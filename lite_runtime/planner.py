@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 ALIGNMENT = 64
 
 
@@ -34,23 +36,25 @@ def plan(requests: list[Request], share: bool = True) -> tuple[list[int], int]:
             end = _align(end + request.size)
         return offsets, end
     offsets = [0] * len(requests)
-    # step -> the placed requests live then: a request is checked only against those its lifetime meets,
-    # so a long chain of operators plans in linear time rather than comparing every pair.
-    live: dict[int, list[int]] = {}
-    order = sorted(range(len(requests)), key=lambda i: (-requests[i].size, requests[i].first, i))
-    for i in order:
-        request = requests[i]
-        if request.size == 0:
+    # The placed buffers as arrays, so each placement scans them in NumPy: a hostile file's tens of
+    # thousands of tensors plan in a second, where a Python loop over all pairs would take minutes.
+    firsts, lasts, starts, ends = (np.zeros(len(requests), np.int64) for _ in range(4))
+    placed = 0
+    for i in sorted(range(len(requests)), key=lambda i: (-requests[i].size, requests[i].first, i)):
+        size, first, last = requests[i]
+        if size == 0:
             continue  # an empty tensor needs no bytes and blocks none
-        steps = range(request.first, request.last + 1)
-        meeting = {j for step in steps for j in live.get(step, ())}
+        meeting = np.flatnonzero((firsts[:placed] <= last) & (lasts[:placed] >= first))
         offset = 0
-        for start, end in sorted((offsets[j], offsets[j] + requests[j].size) for j in meeting):
-            if offset + request.size <= start:
-                break
-            offset = max(offset, _align(end))
+        if len(meeting):
+            by_start = meeting[np.argsort(starts[meeting], kind="stable")]
+            # the lowest offset below each met buffer's start that clears every met buffer before it
+            cleared = np.maximum.accumulate(-(-ends[by_start] // ALIGNMENT) * ALIGNMENT)
+            below = np.concatenate(([0], cleared[:-1]))
+            fits = np.flatnonzero(below + size <= starts[by_start])
+            offset = int(below[fits[0]] if len(fits) else cleared[-1])
         offsets[i] = offset
-        for step in steps:
-            live.setdefault(step, []).append(i)
+        firsts[placed], lasts[placed], starts[placed], ends[placed] = first, last, offset, offset + size
+        placed += 1
     total = max((offsets[i] + requests[i].size for i in range(len(requests))), default=0)
     return offsets, _align(total)

@@ -1,12 +1,17 @@
-"""The ``emberflow`` command line: demo, export, verify; bad input exits 2 with one clear line."""
+"""The ``emberflow`` command line: demo, export, verify, run, bench; bad input exits 2 with one clear line."""
 
 import json
+import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import trainer as tf
 from exporter.cli import main
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +166,156 @@ def test_export_int8_report_as_the_issue_shows_it(saved_model, tmp_path, capsys)
     arguments = ["export", str(saved_model), "-o", str(tmp_path / "m.lite"), "--quantize", "int8"]
     assert main([*arguments, "--calibration", str(calibration), "--report", str(report)]) == 0
     assert "worst layers" in capsys.readouterr().out and (report / "quantization_report.png").exists()
+
+
+@pytest.fixture(scope="module")
+def run_files(saved_model, tmp_path_factory):
+    """The saved MLP as float lite and ONNX files and as a full-int8 lite file with int8 input and output."""
+    from exporter.lite import to_lite  # noqa: PLC0415
+    from exporter.onnx import to_onnx  # noqa: PLC0415
+
+    model = tf.keras.models.load_model(str(saved_model))
+    folder = tmp_path_factory.mktemp("run")
+    to_lite(model, folder / "m.lite")
+    to_onnx(model, folder / "m.onnx")
+    rng = np.random.default_rng(4)
+    to_lite(model, folder / "int8_io.lite", quantize="int8", calibration=rng.random((64, 28, 28), dtype=np.float32),
+            inference_input_type="int8", inference_output_type="int8")  # fmt: skip
+    inputs = rng.random((7, 28, 28), dtype=np.float32)
+    np.save(folder / "x.npy", inputs)
+    return model, folder, inputs
+
+
+@pytest.mark.parametrize("name", ["m.lite", "m.onnx"])
+def test_run_gives_the_models_outputs_and_the_top_classes(run_files, capsys, name):
+    model, folder, inputs = run_files
+    output = folder / f"{name}.npy"
+    assert main(["run", str(folder / name), "--input", str(folder / "x.npy"), "--output", str(output), "--top", "2"]) == 0
+    expected = model.predict(inputs, verbose=0)
+    np.testing.assert_allclose(np.load(output, allow_pickle=False), expected, atol=1e-5)
+    text = capsys.readouterr().out
+    first, second = np.argsort(-expected[0])[:2]
+    assert f"row 0: {first} (" in text and f"), {second} (" in text and "probability" in text
+    assert "row 4:" in text and "row 5:" not in text and "2 more row(s)" in text and f"wrote {output}" in text
+
+
+def test_run_gives_a_single_sample_its_batch_axis(run_files, tmp_path):
+    model, folder, inputs = run_files
+    np.save(tmp_path / "one.npy", inputs[3])
+    assert main(["run", str(folder / "m.lite"), "--input", str(tmp_path / "one.npy"), "--output", str(tmp_path / "y.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.predict(inputs[3:4], verbose=0), atol=1e-5)
+
+
+def test_run_quantizes_float_inputs_of_an_int8_input_file_as_litert_users_do(run_files, tmp_path, capsys):
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    _model, folder, inputs = run_files
+    path, output = folder / "int8_io.lite", tmp_path / "y.npy"
+    assert main(["run", str(path), "--input", str(folder / "x.npy"), "--output", str(output)]) == 0
+    assert "input 'input' is int8: quantized with scale" in capsys.readouterr().out
+    litert = Interpreter(model_path=str(path))
+    source, target = litert.get_input_details()[0], litert.get_output_details()[0]
+    scale, zero_point = source["quantization"]
+    litert.resize_tensor_input(source["index"], inputs.shape)
+    litert.allocate_tensors()
+    litert.set_tensor(source["index"], np.clip(np.round(inputs / scale) + zero_point, -128, 127).astype(np.int8))
+    litert.invoke()
+    output_scale, output_zero_point = target["quantization"]
+    expected = output_scale * (litert.get_tensor(target["index"]).astype(np.float32) - output_zero_point)
+    np.testing.assert_allclose(np.load(output), expected, atol=1.01 * output_scale)  # within one int8 step
+
+
+def test_run_takes_int8_inputs_as_they_are(tmp_path):
+    fixture = np.load(FIXTURES / "tf_mnist_mlp_int8_io.npz")
+    np.save(tmp_path / "x.npy", fixture["inputs"])
+    path = FIXTURES / "tf_mnist_mlp_int8_io.tflite"
+    assert main(["run", str(path), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    scale, zero_point = Interpreter(model_path=str(path)).get_output_details()[0]["quantization"]
+    litert_outputs = scale * (fixture["outputs"].astype(np.float32) - zero_point)  # LiteRT's, stored by the fixture
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), litert_outputs, atol=1.01 * scale)
+
+
+def test_run_splits_rows_into_a_fixed_batch_and_writes_several_outputs_as_npz(tmp_path):
+    dense = tf.keras.layers.Dense(3, input_shape=(4,))
+    model = tf.keras.Sequential([dense])
+    function = tf.function(lambda x: [model(x), tf.nn.softmax(model(x))], input_signature=[tf.TensorSpec([2, 4], tf.float32)])
+    from exporter.lite import to_lite  # noqa: PLC0415
+
+    to_lite(function, tmp_path / "fixed.lite")
+    inputs = np.random.default_rng(5).random((6, 4), dtype=np.float32)
+    np.save(tmp_path / "x.npy", inputs)
+    assert main(["run", str(tmp_path / "fixed.lite"), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")]) == 0
+    with np.load(tmp_path / "y.npz", allow_pickle=False) as outputs:
+        logits, probabilities = (outputs[name] for name in outputs.files)
+    np.testing.assert_allclose(logits, model.predict(inputs, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    np.save(tmp_path / "x5.npy", inputs[:5])
+    assert main(["run", str(tmp_path / "fixed.lite"), "--input", str(tmp_path / "x5.npy")]) == 2
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["run", "missing.lite", "--input", "{x}"], "missing.lite: no such file"),
+        (["run", "{lite}", "--input", "missing.npy"], "missing.npy: no such input file"),
+        (["run", "{lite}", "--input", "{bad_shape}"], "input 'input' expects (batch, 28, 28) float32, got (4, 28, 27) float32"),
+        (["run", "{onnx}", "--input", "{integers}"], "takes float values, got int64"),
+        (["run", "{garbage_lite}", "--input", "{x}"], "identifier"),
+        (["run", "{garbage_onnx}", "--input", "{x}"], "not a runnable ONNX file"),
+        (["run", "{text}", "--input", "{x}"], "unknown exported file type '.txt'"),
+        (["bench", "{garbage_lite}"], "identifier"),
+        (["bench", "{lite}", "--runs", "0"], "must be at least 1"),
+    ],
+)
+def test_run_and_bench_refuse_bad_input_with_one_line(run_files, tmp_path, capsys, arguments, message):
+    _model, folder, _inputs = run_files
+    np.save(tmp_path / "bad_shape.npy", np.zeros((4, 28, 27), np.float32))
+    np.save(tmp_path / "integers.npy", np.zeros((4, 28, 28), np.int64))
+    for name in ("garbage.lite", "garbage.onnx", "model.txt"):
+        (tmp_path / name).write_bytes(b"not a model at all" * 8)
+    files = {"x": folder / "x.npy", "lite": folder / "m.lite", "onnx": folder / "m.onnx", "bad_shape": tmp_path / "bad_shape.npy",
+             "integers": tmp_path / "integers.npy", "garbage_lite": tmp_path / "garbage.lite",
+             "garbage_onnx": tmp_path / "garbage.onnx", "text": tmp_path / "model.txt"}  # fmt: skip
+    filled = [argument.format(**files) if argument.startswith("{") else argument for argument in arguments]
+    filled = [str(tmp_path / a) if a.startswith("missing") else a for a in filled]
+    assert main(filled) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error and error.startswith(f"emberflow {arguments[0]}:")
+
+
+def test_bench_prints_the_table_and_writes_json(run_files, tmp_path, capsys):
+    _model, folder, _inputs = run_files
+    report_path = tmp_path / "bench.json"
+    assert main(["bench", str(folder / "m.lite"), "--batch", "4", "--runs", "5", "--json", str(report_path)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(report_path.read_text())
+    rows = {row["system"]: row for row in report["rows"]}
+    assert report["input_shapes"] == [[4, 28, 28]] and report["runs"] == 5 and set(rows) == {"emberflow", "litert"}
+    ours, litert = rows["emberflow"], rows["litert"]
+    assert 0 < ours["median_ms"] <= ours["p99_ms"] and 0 < litert["median_ms"] <= litert["p99_ms"]
+    assert ours["samples_per_second"] == pytest.approx(4e3 / ours["median_ms"], rel=1e-3)
+    assert litert["emberflow_over_peer"] == pytest.approx(ours["median_ms"] / litert["median_ms"], rel=1e-2)
+    assert "LiteRT" in captured.out and f"{ours['median_ms']:.4f}" in captured.out and "emberflow/peer" in captured.out
+    assert "[1/2] emberflow lite_runtime" in captured.err and "[2/2] LiteRT" in captured.err
+
+
+def test_bench_onnx_and_a_peer_that_is_not_installed(run_files, monkeypatch, capsys):
+    _model, folder, _inputs = run_files
+    assert main(["bench", str(folder / "m.onnx"), "--runs", "3", "--json"]) == 0
+    rows = {row["system"]: row for row in json.loads(capsys.readouterr().out)["rows"]}
+    assert rows["onnxruntime"]["median_ms"] > 0 and rows["emberflow"]["median_ms"] is None
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if LiteRT were not installed
+    assert main(["bench", str(folder / "m.lite"), "--runs", "3"]) == 0
+    litert_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("LiteRT"))
+    assert "(not installed)" in litert_line
+
+
+def test_help_lists_every_command_with_a_description(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    commands = re.search(r"\{([a-z,]+)\}", text).group(1).split(",")
+    assert {"demo", "export", "inspect", "verify", "run", "bench"} <= set(commands)
+    for command in commands:
+        assert re.search(rf"^ +{command} +\w", text, re.MULTILINE), f"{command} has no one-line description"

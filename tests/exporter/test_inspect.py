@@ -61,3 +61,24 @@ def test_inspect_refuses_random_bytes(tmp_path, capsys):
     noise.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     assert main(["inspect", str(noise)]) == 2
     assert "identifier" in capsys.readouterr().err
+
+
+def test_inspect_shows_each_tensors_dtype_and_quantization_as_litert_reads_them(capsys):
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
+
+    path = FIXTURES / "tf_cnn_int8_io.tflite"
+    assert main(["inspect", str(path), "--json"]) == 0
+    tensors = {tensor["index"]: tensor for tensor in json.loads(capsys.readouterr().out)["tensors"]}
+    for reference in Interpreter(model_path=str(path)).get_tensor_details():
+        tensor, parameters = tensors[reference["index"]], reference["quantization_parameters"]
+        assert tensor["dtype"] == np.dtype(reference["dtype"]).name
+        np.testing.assert_allclose(tensor.get("scale", []), parameters["scales"], rtol=1e-7)
+        assert tensor.get("zero_point", []) == parameters["zero_points"].tolist()
+        if len(parameters["scales"]) > 1:
+            assert tensor["quantized_dimension"] == parameters["quantized_dimension"]
+    assert main(["inspect", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    depthwise = next(line for line in lines if line.split()[:2] == ["7", "int8"])
+    assert "[per-channel: 16 scales along axis 3, " in depthwise and "zero point 0]" in depthwise
+    output = next(line for line in lines if line.endswith("StatefulPartitionedCall_1:0  [scale 0.00390625 zero point -128]"))
+    assert output.split()[1] == "int8"

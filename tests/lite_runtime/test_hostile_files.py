@@ -88,3 +88,20 @@ def test_a_rank_numpy_cannot_hold_is_a_format_error():
     np.testing.assert_array_equal(output, np.zeros_like(x))
     with pytest.raises(lite_runtime.LiteFormatError, match="70 dimensions"):
         lite_runtime.Interpreter(model_content=_relu_model((1,) * 70))
+
+
+def test_a_kernel_failing_on_input_values_names_its_operator():
+    from exporter.lite import schema  # noqa: PLC0415
+    from exporter.lite.builder import LiteModel, LiteOperator, LiteTensor, serialize  # noqa: PLC0415
+
+    model = LiteModel("gather", tensors=[LiteTensor("params", (4, 2), schema.TensorType.FLOAT32),
+                                         LiteTensor("indices", (3,), schema.TensorType.INT32),
+                                         LiteTensor("out", (3, 2), schema.TensorType.FLOAT32)])  # fmt: skip
+    model.tensors[0].buffer = model.add_buffer(np.arange(8, dtype=np.float32).tobytes())
+    model.operator_codes, model.operators = [(int(schema.BuiltinOperator.GATHER), 1)], [LiteOperator(0, [0, 1], [2], {"axis": 0})]
+    model.inputs, model.outputs = [1], [2]
+    interpreter = lite_runtime.Interpreter(model_content=serialize(model))
+    (gathered,) = interpreter.run([np.array([3, 0, 1], np.int32)])
+    np.testing.assert_array_equal(gathered, [[6, 7], [0, 1], [2, 3]])
+    with pytest.raises(lite_runtime.LiteFormatError, match=r"operator 0 \(GATHER\) failed: index 99"):
+        interpreter.run([np.array([0, 99, 1], np.int32)])

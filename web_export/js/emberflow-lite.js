@@ -197,7 +197,7 @@ const OPTIONS = {
   77: [55, [["outType", "i8", 0]]],
   83: [59, [["valuesCount", "i32", 0], ["axis", "i32", 0]]],
   98: [75, [["alpha", "f32", 0]]],
-  126: [101, [["adjX", "bool", false], ["adjY", "bool", false]]],
+  126: [101, [["adjX", "bool", false], ["adjY", "bool", false], ["asymmetricQuantizeInputs", "bool", false]]],
   150: [116, [["approximate", "bool", false]]],
   56: [40, [["outputType", "i8", 0]]], 79: [57, [["outputType", "i8", 0]]], 85: [61, [["axis", "i32", 0]]],
 };
@@ -345,12 +345,14 @@ function checkDataflow(tensors, operators, inputs, outputs) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Integer arithmetic of TFLite's reference kernels (tensorflow/lite/kernels/internal/common.h), exact.
+// Integer requantization as LiteRT's default CPU path computes it (common.h with TFLITE_SINGLE_ROUNDING,
+// XNNPACK's "rndnu"), exact; the twin of lite_runtime/kernels/fixed_point.py.
 
-// real = q * 2^shift, q in [0.5, 1) as round(q * 2^31).
+// QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31); shifts below -31
+// flush to zero and above 30 saturate, as TFLite does.
 export function quantizeMultiplier(real) {
   if (real === 0) return [0, 0];
-  if (!(real > 0 && real < 2 ** 31)) throw fail(`quantization: the rescale factor ${real} is not a positive finite number (a scale is 0 or invalid)`);
+  if (!(real > 0 && real < Infinity)) throw fail(`quantization: the rescale factor ${real} is not a positive finite number (a scale is 0 or invalid)`);
   let shift = Math.floor(Math.log2(real)) + 1;
   let q = real / 2 ** shift;
   if (q >= 1) { q /= 2; shift++; }
@@ -358,41 +360,30 @@ export function quantizeMultiplier(real) {
   let fixed = Math.round(q * 2 ** 31);
   if (fixed === 2 ** 31) { fixed /= 2; shift++; }
   if (shift < -31) return [0, 0];
+  if (shift > 30) return [2 ** 31 - 1, 30];
   return [fixed, shift];
 }
 
-// The high 32 bits of 2ab, rounded to nearest (ties away from zero). A product below 2^53 is exact in
-// a double (requantizing accumulators, nearly always); larger ones are split into 16-bit halves so that
-// every intermediate stays exact.
-export function saturatingRoundingDoublingHighMul(a, b) {
-  const product = a * b;
-  if (product > -9007199254740992 && product < 9007199254740992) {
-    return ((product + (product >= 0 ? 0x40000000 : 1 - 0x40000000)) / 2147483648) | 0; // truncates, like C++
-  }
-  if (a === -2147483648 && b === -2147483648) return 2147483647;
-  const high = (a >> 16) * b; // a = (a >> 16) * 2^16 + (a & 0xffff)
-  const highQuotient = Math.floor(high / 32768);
-  const nudge = a === 0 || b === 0 || (a < 0) === (b < 0) ? 0x40000000 : 1 - 0x40000000;
-  const rest = (high - highQuotient * 32768) * 65536 + (a & 0xffff) * b + nudge;
-  const restQuotient = Math.floor(rest / 2147483648);
-  const quotient = highQuotient + restQuotient; // floor((ab + nudge) / 2^31)
-  return quotient < 0 && rest !== restQuotient * 2147483648 ? quotient + 1 : quotient; // C++ truncates
-}
-
-export function roundingDivideByPOT(x, exponent) {
-  if (exponent > 31) return exponent === 32 && x === -2147483648 ? -1 : 0; // |x| / 2^32 <= 1/2
-  const mask = exponent === 0 ? 0 : 0xffffffff >>> (32 - exponent);
-  const threshold = (mask >>> 1) + (x < 0 ? 1 : 0);
-  return (x >> exponent) + ((x & mask) >>> 0 > threshold ? 1 : 0);
-}
-
+// MultiplyByQuantizedMultiplier, rounded once: (x * multiplier + 2^(s - 1)) >> s with s = 31 - shift,
+// to nearest with ties upward, for integer x and |multiplier| < 2^31. A product below 2^53 is exact in
+// a double (nearly always); a larger one is split at bit 16 of the multiplier so every step stays exact.
 export function multiplyByQuantizedMultiplier(x, multiplier, shift) {
-  const left = shift > 0 ? shift : 0;
-  return roundingDivideByPOT(saturatingRoundingDoublingHighMul(Math.imul(x, 2 ** left), multiplier), left ? 0 : -shift);
+  const product = x * multiplier, bits = 31 - shift;
+  if (product > -9007199254740992 && product < 9007199254740992) {
+    const scaled = product / 2 ** bits, low = Math.floor(scaled); // dividing by 2^bits is exact
+    return scaled - low >= 0.5 ? low + 1 : low;
+  }
+  // x * multiplier = high * 2^16 + rest, 0 <= rest < 2^16, with |high| < 2^47
+  const low = x * (multiplier & 0xffff), lowQuotient = Math.floor(low / 65536);
+  const high = x * (multiplier >> 16) + lowQuotient, rest = low - lowQuotient * 65536;
+  if (bits < 16) return high * 2 ** (16 - bits) + Math.floor((rest + 2 ** (bits - 1)) / 2 ** bits);
+  const carry = bits === 16 ? (rest >= 32768 ? 1 : 0) : 2 ** (bits - 17); // floor((rest + 2^(bits-1)) / 2^16)
+  return Math.floor((high + carry) / 2 ** (bits - 16));
 }
 
-// std::round: halves away from zero.
+// std::round: halves away from zero; lrintf: halves to even.
 const roundAway = (v) => (v < 0 ? -Math.round(-v) : Math.round(v));
+const roundHalfEven = (v) => { const r = Math.round(v); return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r; };
 const f32 = Math.fround;
 
 // ---------------------------------------------------------------------------------------------------
@@ -479,15 +470,18 @@ function quantizedRange(node, code, output) {
   throw node.fail(`fused activation ${code} is not supported for int8`);
 }
 
-// Per-output-channel multipliers for int8 FC / CONV / DEPTHWISE: input_scale * filter_scale / output_scale.
+// Per-output-channel multipliers for int8 FC / CONV / DEPTHWISE: input_scale * filter_scale / output_scale,
+// in doubles, except that one filter scale is multiplied by the input's in float32 first
+// (GetQuantizedConvolutionMultipler), as lite_runtime's output_requantization does.
 function channelMultipliers(node, x, filters, output, channels) {
   node.check(x.scales.length === 1 && output.scales.length === 1, "int8 input and output need one scale each");
   node.check(filters.scales.length === 1 || filters.scales.length === channels,
     `filters have ${filters.scales.length} scales for ${channels} output channels`);
   const multipliers = node.scratch(Int32Array, channels), shifts = node.scratch(Int32Array, channels);
+  const perTensor = filters.scales.length === 1;
   for (let c = 0; c < channels; c++) {
-    const filterScale = filters.scales[filters.scales.length === 1 ? 0 : c];
-    [multipliers[c], shifts[c]] = quantizeMultiplier((x.scales[0] * filterScale) / output.scales[0]);
+    const product = perTensor ? f32(x.scales[0] * filters.scales[0]) : x.scales[0] * filters.scales[c];
+    [multipliers[c], shifts[c]] = quantizeMultiplier(product / output.scales[0]);
   }
   return [multipliers, shifts];
 }
@@ -632,26 +626,39 @@ function fullyConnected(node) {
   return { outputs: [[shape, layer.mode === "int8" ? "int8" : "float32"]], run: withTanh(o.activation, run) };
 }
 
+// BATCH_MATMUL, float32; or hybrid (dynamic range) with a constant per-tensor int8 right operand: each
+// row of the left operand (adj_x applied) quantized at run time as FULLY_CONNECTED does, the integer
+// products scaled back by row factor * filter scale (batch_matmul.cc EvalHybrid).
 function batchMatmul(node) {
   node.arity(2);
-  const a = node.typed(0, "float32"), b = node.typed(1, "float32");
+  const a = node.typed(0, "float32"), b = node.typed(1, "float32", "int8"), hybrid = b.dtype === "int8";
   node.check(a.shape.length >= 2 && b.shape.length >= 2, `operands ${show(a.shape)}, ${show(b.shape)} need rank >= 2`);
-  const { adjX, adjY } = node.options;
+  node.check(!hybrid || (b.value && b.scales.length === 1), "an int8 right operand must be a constant with one scale");
+  const { adjX, adjY, asymmetricQuantizeInputs } = node.options;
   const [ra, ca] = a.shape.slice(-2), [rb, cb] = b.shape.slice(-2);
   const [rows, inner] = adjX ? [ca, ra] : [ra, ca], [innerB, cols] = adjY ? [cb, rb] : [rb, cb];
   node.check(inner === innerB, `inner dims differ: ${show(a.shape)} x ${show(b.shape)}`);
   const batch = broadcastShape(node, a.shape.slice(0, -2), b.shape.slice(0, -2));
   const aIndex = broadcastIndex(node, a.shape.slice(0, -2), batch), bIndex = broadcastIndex(node, b.shape.slice(0, -2), batch);
   const [aRow, aCol] = adjX ? [1, ca] : [ca, 1], [bRow, bCol] = adjY ? [1, cb] : [cb, 1];
+  const row = node.scratch(Float32Array, inner), quantized = node.scratch(Int32Array, inner), factor = new Float64Array(2);
+  const filterScale = hybrid ? scaleOf(b) : 1;
   const run = (ins, outs) => {
     const A = ins[0], B = ins[1], Y = outs[0];
     for (let n = 0; n < aIndex.length; n++) {
       const ao = aIndex[n] * ra * ca, bo = bIndex[n] * rb * cb, yo = n * rows * cols;
       for (let i = 0; i < rows; i++) {
+        for (let k = 0; k < inner; k++) row[k] = A[ao + i * aRow + k * aCol];
+        let values = row, scale = 1;
+        if (hybrid) {
+          quantizeRow(row, 0, inner, quantized, factor, asymmetricQuantizeInputs);
+          values = quantized;
+          scale = f32(factor[0] * filterScale);
+        }
         for (let j = 0; j < cols; j++) {
           let s = 0;
-          for (let k = 0; k < inner; k++) s += A[ao + i * aRow + k * aCol] * B[bo + k * bRow + j * bCol];
-          Y[yo + i * cols + j] = s;
+          for (let k = 0; k < inner; k++) s += values[k] * B[bo + k * bRow + j * bCol];
+          Y[yo + i * cols + j] = hybrid ? f32(s) * scale : s;
         }
       }
     }
@@ -956,17 +963,13 @@ const lookupTable = (transform) => (node, x) => {
   return (ins, outs) => { const X = ins[0], Y = outs[0]; for (let i = 0; i < Y.length; i++) Y[i] = table[X[i] + 128]; };
 };
 
-// int8 -> int8 with another scale: (x - zero point) times `real` (and `negative` below zero), + the
-// output zero point, clamped to [low, high].
-function rescale(node, x, real, low = -128, high = 127, negative = real) {
-  const output = node.output(), inZero = zeroOf(x), outZero = zeroOf(output);
-  const [multiplier, shift] = quantizeMultiplier(real), [negativeMultiplier, negativeShift] = quantizeMultiplier(negative);
+// int8 -> int8 with another scale: (x - zero point) times `real`, + the output zero point, clamped to [low, high].
+function rescale(node, x, real, low = -128, high = 127) {
+  const inZero = zeroOf(x), outZero = zeroOf(node.output()), [multiplier, shift] = quantizeMultiplier(real);
   return (ins, outs) => {
     const X = ins[0], Y = outs[0];
     for (let i = 0; i < Y.length; i++) {
-      const centered = X[i] - inZero;
-      const v = (centered >= 0 ? multiplyByQuantizedMultiplier(centered, multiplier, shift)
-        : multiplyByQuantizedMultiplier(centered, negativeMultiplier, negativeShift)) + outZero;
+      const v = multiplyByQuantizedMultiplier(X[i] - inZero, multiplier, shift) + outZero;
       Y[i] = v < low ? low : v > high ? high : v;
     }
   };
@@ -976,11 +979,21 @@ function rescale(node, x, real, low = -128, high = 127, negative = real) {
 // clamp to the activation's quantized range.
 const quantizedRelu = (code) => (node, x) => rescale(node, x, f32(scaleOf(x) / scaleOf(node.output())), ...quantizedRange(node, code, node.output()));
 
-// QuantizeLeakyRelu: one multiplier at or above the zero point, alpha times it below (float32, as
-// LeakyReluPrepare computes them).
+// int8 LEAKY_RELU as LiteRT's default interpreter runs it (XNNPACK's qs8 leaky ReLU, bit-exact with it):
+// (x - zero point) times the scale ratio, or alpha times it below zero, held as 8-bit fixed point
+// (lrintf(256 * ratio)), plus the output zero point, rounded half up. (TFLite's own kernel, which
+// XNNPACK replaces, rounds with 31-bit multipliers instead and differs in a few percent of the values.)
 const quantizedLeakyRelu = (node, x) => {
-  const inScale = scaleOf(x), outScale = scaleOf(node.output());
-  return rescale(node, x, f32(inScale / outScale), -128, 127, f32(f32(inScale * f32(node.options.alpha)) / outScale));
+  const inZero = zeroOf(x), bias = zeroOf(node.output()) * 256 + 128;
+  const ratio = f32(scaleOf(x) / scaleOf(node.output()));
+  const [positive, negative] = [ratio, f32(ratio * f32(node.options.alpha))].map((r) => roundHalfEven(f32(256 * r)));
+  return (ins, outs) => {
+    const X = ins[0], Y = outs[0];
+    for (let i = 0; i < Y.length; i++) {
+      const centered = X[i] - inZero, v = (bias + centered * (centered >= 0 ? positive : negative)) >> 8;
+      Y[i] = v < -128 ? -128 : v > 127 ? 127 : v;
+    }
+  };
 };
 
 function erf(x) { // Abramowitz & Stegun 7.1.26, as lite_runtime
@@ -1007,7 +1020,7 @@ const UNARY = {
   66: unary(() => Math.sin),
   108: unary(() => Math.cos),
   158: unary(() => Math.sign),
-  116: unary(() => (v) => { const low = Math.floor(v), rest = v - low; return rest < 0.5 || (rest === 0.5 && low % 2 === 0) ? low : low + 1; }),
+  116: unary(() => roundHalfEven),
   150: unary((o) => (o.approximate
     ? (v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v * v * v)))
     : (v) => 0.5 * v * (1 + erf(v / Math.SQRT2)))),

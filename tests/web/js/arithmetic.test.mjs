@@ -2,27 +2,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import {
-  multiplyByQuantizedMultiplier, planArena, quantizeMultiplier, roundingDivideByPOT, saturatingRoundingDoublingHighMul,
-} from "../../../web_export/js/emberflow-lite.js";
+import { multiplyByQuantizedMultiplier, planArena, quantizeMultiplier } from "../../../web_export/js/emberflow-lite.js";
 
-const INT32_MIN = -(2 ** 31), INT32_MAX = 2 ** 31 - 1;
-
-function referenceHighMul(a, b) { // gemmlowp SaturatingRoundingDoublingHighMul
-  if (a === INT32_MIN && b === INT32_MIN) return INT32_MAX;
-  const ab = BigInt(a) * BigInt(b);
-  const nudge = ab >= 0n ? 1n << 30n : 1n - (1n << 30n);
-  return Number((ab + nudge) / (1n << 31n)); // BigInt division truncates toward zero, like C++
-}
-
-function referenceDivideByPOT(x, exponent) {
-  const mask = (1n << BigInt(exponent)) - 1n, big = BigInt(x);
-  const remainder = big & mask, threshold = (mask >> 1n) + (big < 0n ? 1n : 0n);
-  return Number((big >> BigInt(exponent)) + (remainder > threshold ? 1n : 0n));
+// common.h MultiplyByQuantizedMultiplier with TFLITE_SINGLE_ROUNDING, in 64-bit integers.
+function referenceMultiply(x, multiplier, shift) {
+  const bits = BigInt(31 - shift);
+  return Number((BigInt(x) * BigInt(multiplier) + (1n << (bits - 1n))) >> bits); // >> floors, like C++ on int64
 }
 
 function* int32Samples(count) {
-  yield* [0, 1, -1, 2, -2, INT32_MIN, INT32_MAX, INT32_MIN + 1, 2 ** 30, -(2 ** 30), 65535, -65536, 65536, 32768, -32769];
+  yield* [0, 1, -1, 2, -2, -(2 ** 31), 2 ** 31 - 1, -(2 ** 31) + 1, 2 ** 30, -(2 ** 30), 65535, -65536, 65536, 32768, -32769];
   let seed = 12345;
   for (let i = 0; i < count; i++) {
     seed = (Math.imul(seed, 1103515245) + 12345) | 0;
@@ -31,15 +20,6 @@ function* int32Samples(count) {
   }
 }
 
-test("saturatingRoundingDoublingHighMul is exact", () => {
-  const samples = [...int32Samples(400)];
-  for (const a of samples) for (const b of samples) assert.equal(saturatingRoundingDoublingHighMul(a, b), referenceHighMul(a, b), `${a} * ${b}`);
-});
-
-test("roundingDivideByPOT is exact", () => {
-  for (const x of int32Samples(2000)) for (let e = 0; e <= 31; e++) assert.equal(roundingDivideByPOT(x, e), referenceDivideByPOT(x, e), `${x} >> ${e}`);
-});
-
 test("quantizeMultiplier gives q * 2^shift with q in [0.5, 1) as a 31-bit fraction", () => {
   for (const real of [1e-9, 0.000123, 0.0039215, 0.5, 0.75, 0.9999999999, 1, 1.5, 3.25, 1234.5]) {
     const [multiplier, shift] = quantizeMultiplier(real);
@@ -47,18 +27,24 @@ test("quantizeMultiplier gives q * 2^shift with q in [0.5, 1) as a 31-bit fracti
     assert.ok(Math.abs((multiplier / 2 ** 31) * 2 ** shift - real) <= real * 2 ** -30, `${real}: ${multiplier} * 2^${shift}`);
   }
   assert.deepEqual(quantizeMultiplier(0), [0, 0]);
+  assert.deepEqual(quantizeMultiplier(0.1), [1717986918, -3]);
   assert.deepEqual(quantizeMultiplier(1 - 2 ** -40), [2 ** 30, 1]); // rounds up to 2^31: halved, shift + 1
+  assert.deepEqual(quantizeMultiplier(1e-12), [0, 0]); // shift below -31: flushed to zero
+  assert.deepEqual(quantizeMultiplier(2 ** 40), [2 ** 31 - 1, 30]); // shift above 30: saturated
 });
 
-test("multiplyByQuantizedMultiplier matches the 64-bit reference", () => {
-  for (const real of [0.00042, 0.013, 0.27, 0.99, 1.7]) {
-    const [m, shift] = quantizeMultiplier(real);
-    for (const x of int32Samples(300)) {
-      if (shift > 0 && Math.abs(x) >= 2 ** (31 - shift)) continue; // the reference overflows there too
-      const left = Math.max(shift, 0);
-      const expected = referenceDivideByPOT(referenceHighMul(x * 2 ** left, m), Math.max(-shift, 0));
-      assert.equal(multiplyByQuantizedMultiplier(x, m, shift), expected, `${x} * ${real}`);
+test("multiplyByQuantizedMultiplier rounds once, ties upward, exactly as in 64-bit integers", () => {
+  const multipliers = [...int32Samples(40)].map((m) => (m === -(2 ** 31) ? 2 ** 31 - 1 : m)); // negative ones: SUB
+  const samples = [...int32Samples(300)];
+  for (let shift = -31; shift <= 30; shift++) {
+    for (const m of multipliers) {
+      for (const x of samples) { // + 0: -0 (from x < 0 times 0) is 0 in an Int8Array
+        assert.equal(multiplyByQuantizedMultiplier(x, m, shift) + 0, referenceMultiply(x, m, shift), `${x} * ${m}, shift ${shift}`);
+      }
     }
+  }
+  for (const [x, expected] of [[5, 3], [-5, -2], [7, 4], [-7, -3], [-9, -4]]) { // x / 2: ties go up
+    assert.equal(multiplyByQuantizedMultiplier(x, 2 ** 30, 0), expected, `${x} / 2`);
   }
 });
 
