@@ -21,6 +21,7 @@ from exporter.errors import ExportError
 from exporter.run import TensorSpec, open_exported
 from exporter.verify import file_format
 
+PROGRESS_SECONDS = 5  # a line at least this often while one system is being timed
 _NAMES = {"emberflow": "emberflow lite_runtime", "litert": "LiteRT", "onnxruntime": "onnxruntime"}
 _MODULES = {"emberflow": "lite_runtime", "litert": "ai_edge_litert", "onnxruntime": "onnxruntime"}
 _DISTRIBUTIONS = {"emberflow": "emberflow", "litert": "ai-edge-litert", "onnxruntime": "onnxruntime"}
@@ -64,10 +65,10 @@ def bench_file(path, batch: int | None = None, runs: int = 100, threads: int = 1
             rows.append(Timing(system, None, note="(not installed)"))
         else:
             started = time.perf_counter()
-            announce = f"[{step}/{len(systems)}] {_NAMES[system]}: {_warmup(runs)} warm-up and {runs} timed runs"
+            label = f"[{step}/{len(systems)}] {_NAMES[system]}"
             # The file's own runtime failing on it means bad input (exit 2); a peer failing on a file that
             # ours runs is a finding, and its row says why.
-            row, system_shapes = _measure(path, system, batch, runs, threads, system == primary, lambda: progress(announce))
+            row, system_shapes = _measure(path, system, batch, runs, threads, system == primary, progress, label)
             rows.append(row)
             shapes = shapes or system_shapes
             progress(f"      {time.perf_counter() - started:.2f} s")
@@ -134,9 +135,9 @@ def _random_inputs(specs: list[TensorSpec], shapes: list[tuple]) -> list[np.ndar
     return arrays
 
 
-def _measure(path: Path, system: str, batch, runs: int, threads: int, primary: bool, announce) -> tuple[Timing, list | None]:
-    """Opens ``path`` in ``system`` and times it (calling ``announce`` once the file is open and the shapes
-    are checked); a peer's failure to open or run the file becomes its row."""
+def _measure(path: Path, system: str, batch, runs: int, threads: int, primary: bool, progress, label: str):
+    """Opens ``path`` in ``system`` and times it: (its row, the input shapes). A peer's failure to open or
+    run the file becomes its row."""
     peer_errors = () if primary else Exception  # an empty tuple catches nothing: the primary's errors propagate
     try:
         executable = open_exported(path, system, threads)
@@ -144,18 +145,21 @@ def _measure(path: Path, system: str, batch, runs: int, threads: int, primary: b
         return _failed(system, error), None
     shapes = _input_shapes(path, executable.inputs, batch)
     inputs = _random_inputs(executable.inputs, shapes)
-    announce()
+    progress(f"{label}: {_warmup(runs)} warm-up and {runs} timed runs of batch {shapes[0][0] if shapes[0] else 1}")
     limit, note = _thread_limit(threads) if system == "emberflow" else (contextlib.nullcontext(), "")
     try:
         run = executable.runner(shapes)
         with limit:
             for _ in range(_warmup(runs)):
                 run(inputs)
-            times = np.empty(runs)
+            times, next_report = np.empty(runs), time.perf_counter() + PROGRESS_SECONDS
             for k in range(runs):
                 started = time.perf_counter()
                 run(inputs)
                 times[k] = time.perf_counter() - started
+                if started > next_report:  # a slow model: say how far it got, outside the timed span
+                    progress(f"      {k + 1}/{runs} runs")
+                    next_report = started + PROGRESS_SECONDS
     except peer_errors as error:
         return _failed(system, error), shapes
     median = float(np.median(times))

@@ -44,7 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--check", action="store_true", help="only list what cannot be exported; write nothing")
     export.add_argument("--no-verify", action="store_true", help="skip comparing the file with the model")
 
-    inspect = commands.add_parser("inspect", help="list the ops, tensors, signatures and metadata of a lite or ONNX file")
+    inspect = commands.add_parser("inspect", help="list the ops, tensors (dtype, quantization), signatures and metadata of a lite or ONNX file")
     inspect.add_argument("file", help="a .lite/.tflite (ours or TensorFlow's) or .onnx file")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -253,6 +253,8 @@ def _inspect(arguments) -> int:
 def _run(arguments) -> int:
     from exporter.run import format_result, run_exported, save_outputs  # noqa: PLC0415
 
+    if arguments.top < 0:
+        raise UsageError(f"--top takes a count of classes, 0 or more (got {arguments.top})")
     inputs = _load_array(arguments.input, "input")
     result = run_exported(arguments.file, inputs)
     print(format_result(result, top=arguments.top))

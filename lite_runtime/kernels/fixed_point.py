@@ -10,12 +10,14 @@ integers, and LiteRT has two ways to round it (``tensorflow/lite/kernels/interna
   kernels compute; kept as ``multiply_by_quantized_multiplier_twice_rounded`` (the tests check both).
 
 Arrays hold int32 values in int64 so that products never overflow; ``multiplier`` and ``shift``
-broadcast (per channel on the last axis).
+broadcast (per channel on the last axis). ``Rescale`` is the same single rounding prepared once and applied
+in place (``rescale_in_place``), the form kernels use in ``eval``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -88,6 +90,26 @@ def multiply_by_quantized_multiplier(x, multiplier, shift):
     result += np.left_shift(np.int64(1), total_shift - 1)
     result >>= total_shift
     return result
+
+
+class Rescale(NamedTuple):
+    """``multiply_by_quantized_multiplier``'s operands, computed once: int64 arrays broadcasting on x's last axis."""
+
+    multiplier: np.ndarray
+    rounding: np.ndarray  # 2^(right_shift - 1): half of the last kept bit
+    right_shift: np.ndarray  # 31 - shift
+
+    @classmethod
+    def of(cls, multiplier, shift) -> Rescale:
+        right_shift = 31 - np.asarray(shift, np.int64)
+        return cls(np.asarray(multiplier, np.int64), np.left_shift(np.int64(1), right_shift - 1), right_shift)
+
+
+def rescale_in_place(x: np.ndarray, rescale: Rescale) -> None:
+    """``multiply_by_quantized_multiplier`` of the int64 array ``x``, written over it: no temporary arrays."""
+    np.multiply(x, rescale.multiplier, out=x)
+    np.add(x, rescale.rounding, out=x)
+    np.right_shift(x, rescale.right_shift, out=x)
 
 
 def multiply_by_quantized_multiplier_twice_rounded(x, multiplier, shift):

@@ -95,6 +95,42 @@ def _arithmetic(x):
             "padded": padded * tf.reduce_mean(x, axis=1, keepdims=True)}  # fmt: skip
 
 
+_WEIGHTS = np.random.default_rng(2)
+_BROADCAST, _ADJ_X, _ADJ_Y = (_WEIGHTS.standard_normal(shape).astype(np.float32) for shape in ((2, 32, 20), (6, 200), (2, 40, 32)))
+_TABLE = _WEIGHTS.standard_normal((64, 24)).astype(np.float32)
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, 2, 6, 32], tf.float32)])
+def _matmuls(x):
+    """BATCH_MATMUL on constant right operands: hybrid (int8 weights) in a dynamic-range export."""
+    return {"broadcast": tf.matmul(x, tf.constant(_BROADCAST)), "adj_x": tf.matmul(x, tf.constant(_ADJ_X), transpose_a=True),
+            "adj_y": tf.matmul(x, tf.constant(_ADJ_Y), transpose_b=True)}  # fmt: skip
+
+
+@tf.function(input_signature=[tf.TensorSpec([None, 8], tf.float32)])
+def _islands(x):
+    """A GATHER from a constant table (int8 rows + DEQUANTIZE when quantized), and in a full-int8 export,
+    float islands: EXP, SQUARE and RSQRT between DEQUANTIZE and QUANTIZE."""
+    ids = tf.cast(tf.minimum(tf.maximum(x * 16.0 + 32.0, 0.0), 63.0), tf.int32)
+    return {"rows": tf.gather(tf.constant(_TABLE), ids), "y": tf.exp(x * 0.5) + tf.math.rsqrt(tf.square(x) + 1.0)}
+
+
+def _int8_layers() -> tuple[bytes, np.ndarray]:
+    """Standalone int8 RELU, LEAKY_RELU and a MEAN whose output keeps its input's scale, so that its sums of
+    16 land on exact halves (negative ones too): requantization that rounds twice, or ties away from zero,
+    gives other answers here."""
+    tf.keras.utils.set_random_seed(3)
+    model = tf.keras.Sequential([tf.keras.Input((4, 4, 6)), L.Conv2D(6, 1), L.ReLU(), L.Conv2D(6, 1), L.LeakyReLU(0.3),
+                                 L.GlobalAveragePooling2D(), L.Dense(5)])  # fmt: skip
+    x = np.random.default_rng(3).standard_normal((40, 4, 4, 6)).astype(np.float32)
+    lite = build_model(as_inference_graph(model, None))
+    quantize_model(lite, "int8", serialize(lite), x[:32])
+    for operator in lite.operators:
+        if lite.operator_codes[operator.opcode_index][0] == 40:  # MEAN
+            lite.tensors[operator.outputs[0]].quantization = lite.tensors[operator.inputs[0]].quantization
+    return serialize(lite), x[32:]
+
+
 def _symmetric_hybrid(model) -> bytes:
     """A dynamic-range file whose FULLY_CONNECTED quantize their input symmetrically (TensorFlow writes
     asymmetric_quantize_inputs=True; older converters did not), to cover the other hybrid path."""
@@ -175,6 +211,14 @@ def write_cases(folder: Path) -> None:
     for name, function, x in (("selections", _selections, rng.random((4, 6), dtype=np.float32)),
                               ("arithmetic", _arithmetic, rng.random((3, 4, 6), dtype=np.float32))):  # fmt: skip
         data = to_lite(function)
+        manifest.append(_write_case(folder, name, data, x, *_reference(data, x)))
+    matmul_input = rng.standard_normal((3, 2, 6, 32)).astype(np.float32)
+    matmul_input[1, 0] = 0.0  # an all-zero row quantizes with scale 1
+    calibration = rng.standard_normal((32, 8)).astype(np.float32)
+    for name, data, x in (("matmuls_dynamic", to_lite(_matmuls, quantize="dynamic"), matmul_input),
+                          ("islands_dynamic", to_lite(_islands, quantize="dynamic"), calibration[:3]),
+                          ("islands_int8", to_lite(_islands, quantize="int8", calibration=calibration), calibration[:3] * 2),
+                          ("int8_layers", *_int8_layers())):  # fmt: skip
         manifest.append(_write_case(folder, name, data, x, *_reference(data, x)))
     for path in sorted(FIXTURES.glob("*.tflite")):  # TensorFlow's files; lite_runtime's tests hold it to LiteRT on them
         data, x = path.read_bytes(), np.load(path.with_suffix(".npz"))["inputs"]
