@@ -31,7 +31,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=5, help="training epochs (default: 5, as in the chapter)")
     demo.add_argument("--source", choices=("auto", "idx", "subset"), default="subset", help="MNIST source (default: the bundled 5,000-image subset)")
 
-    export = commands.add_parser("export", help="export a saved model to a lite (TFLite-schema) or ONNX file")
+    export = commands.add_parser("export", help="export a saved model to a lite (TFLite-schema) file, ONNX, or a web bundle; optionally quantized")
     export.add_argument("model", help="a saved model file (model.save('m.ember'))")
     export.add_argument("-o", "--output", required=True, help="the file to write (.lite or .onnx), or the folder for --format web")
     export.add_argument("--format", choices=("lite", "onnx", "web"), help="default: from the output's extension")

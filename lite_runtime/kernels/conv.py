@@ -8,15 +8,15 @@ from lite_runtime.kernels.base import FLOAT32, Kernel, Node, activation, window
 from lite_runtime.schema import BuiltinOperator as Op
 
 
-def geometry(node: Node, x, kernel_h: int, kernel_w: int, dtype=np.float32):
-    """Output size, a zero-padded input scratch (and its interior view) and one strided view per filter tap."""
+def geometry(node: Node, x, kernel_h: int, kernel_w: int, dtype=np.float32, fill=0):
+    """Output size, a padded input scratch (and its interior view) and one strided view per filter tap."""
     node.check(len(x.shape) == 4, f"input must be NHWC, got {list(x.shape)}")
     batch, height, width, channels = x.shape
     stride_h, stride_w = node.option("stride_h"), node.option("stride_w")
     dilation_h, dilation_w = node.option("dilation_h_factor"), node.option("dilation_w_factor")
     out_h, top, bottom = window(node, height, kernel_h, stride_h, dilation_h, node.option("padding"))
     out_w, left, right = window(node, width, kernel_w, stride_w, dilation_w, node.option("padding"))
-    padded = node.scratch((batch, height + top + bottom, width + left + right, channels), dtype)
+    padded = node.scratch((batch, height + top + bottom, width + left + right, channels), dtype, fill)
     interior = padded[:, top : top + height, left : left + width, :]
     taps = [
         padded[:, i * dilation_h : i * dilation_h + (out_h - 1) * stride_h + 1 : stride_h,
@@ -41,6 +41,26 @@ def _bias(node: Node, channels: int):
     return bias is not None
 
 
+def patches(node: Node, x, kernel_h: int, kernel_w: int, dtype=np.float32, fill=0, ones_column: bool = False):
+    """im2col scratch: ``(interior, gather, columns, (batch, out_h, out_w))``.
+
+    ``eval`` copies the input into ``interior`` (a view of a scratch padded with ``fill``), then
+    ``np.copyto(*gather)`` writes every filter window as one row of ``columns`` (rows, kh·kw·channels), in
+    one copy of a window view (3x faster than a copy per tap at 32 channels); ``gather`` is None when there
+    are no rows. With ``ones_column`` the columns have one more, holding 1, for a bias row in the matrix."""
+    (batch, out_h, out_w), padded, interior, _taps = geometry(node, x, kernel_h, kernel_w, dtype, fill)
+    channels = x.shape[3]
+    rows, depth = batch * out_h * out_w, kernel_h * kernel_w * channels
+    columns = node.scratch((rows, depth + ones_column), dtype, fill=1)
+    gather = None
+    if rows:
+        windows = columns[:, :depth].reshape(batch, out_h, out_w, kernel_h, kernel_w, channels)
+        node.check(np.may_share_memory(windows, columns), "im2col columns must be a view")
+        gather = (windows.transpose(0, 1, 2, 5, 3, 4), _windows(node, padded, out_h, out_w, kernel_h, kernel_w))
+        node.check(gather[0].shape == gather[1].shape, f"windows {gather[1].shape} do not fill {gather[0].shape}")
+    return interior, gather, columns, (batch, out_h, out_w)
+
+
 def _prepare_conv(node: Node):
     node.arity(2, 3)
     x, filters = node.float_input(0), node.float_input(1)
@@ -48,14 +68,8 @@ def _prepare_conv(node: Node):
     channels_out, kernel_h, kernel_w, channels_in = filters.shape
     node.check(len(x.shape) == 4 and x.shape[3] == channels_in and channels_in > 0,
                f"input {list(x.shape)} does not have {channels_in} channels")  # fmt: skip
-    (batch, out_h, out_w), padded, interior, _taps = geometry(node, x, kernel_h, kernel_w)
-    columns = node.scratch((batch, out_h, out_w, kernel_h * kernel_w, channels_in))
-    rows, depth = batch * out_h * out_w, kernel_h * kernel_w * channels_in
-    gather = None  # (windows, columns in window order): im2col as one copy, 3x faster than one per tap at 32 channels
-    if rows:
-        gather = (_windows(node, padded, out_h, out_w, kernel_h, kernel_w),
-                  columns.reshape(batch, out_h, out_w, kernel_h, kernel_w, channels_in).transpose(0, 1, 2, 5, 3, 4))  # fmt: skip
-        node.check(gather[0].shape == gather[1].shape, f"windows {gather[0].shape} do not fill {gather[1].shape}")
+    interior, gather, columns, (batch, out_h, out_w) = patches(node, x, kernel_h, kernel_w)
+    rows, depth = columns.shape
     matrix = np.ascontiguousarray(filters.value.reshape(channels_out, depth).T) if filters.value is not None else None
     state = (interior, gather, columns, rows, depth, channels_out, matrix, _bias(node, channels_out),
              activation(node, node.option("fused_activation_function")))  # fmt: skip
@@ -66,11 +80,11 @@ def _eval_conv(state, inputs, outputs):
     interior, gather, columns, rows, depth, channels_out, matrix, has_bias, act = state
     np.copyto(interior, inputs[0])
     if gather is not None:
-        np.copyto(gather[1], gather[0])
+        np.copyto(*gather)
     if matrix is None:
         matrix = inputs[1].reshape(channels_out, depth).T
     out = outputs[0].reshape(rows, channels_out)
-    np.matmul(columns.reshape(rows, depth), matrix, out=out)
+    np.matmul(columns, matrix, out=out)
     if has_bias:
         np.add(out, inputs[2], out=out)
     if act is not None:

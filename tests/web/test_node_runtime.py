@@ -212,8 +212,10 @@ def write_cases(folder: Path) -> None:
                               ("arithmetic", _arithmetic, rng.random((3, 4, 6), dtype=np.float32))):  # fmt: skip
         data = to_lite(function)
         manifest.append(_write_case(folder, name, data, x, *_reference(data, x)))
-    matmul_input = rng.standard_normal((3, 2, 6, 32)).astype(np.float32)
-    matmul_input[1, 0] = 0.0  # an all-zero row quantizes with scale 1
+    # batch 1: LiteRT's own hybrid BATCH_MATMUL kernels go wrong past the first batch (its default
+    # interpreter agrees with us there); an all-zero matrix quantizes its rows with scale 1
+    matmul_input = rng.standard_normal((1, 2, 6, 32)).astype(np.float32)
+    matmul_input[0, 1] = 0.0
     calibration = rng.standard_normal((32, 8)).astype(np.float32)
     for name, data, x in (("matmuls_dynamic", to_lite(_matmuls, quantize="dynamic"), matmul_input),
                           ("islands_dynamic", to_lite(_islands, quantize="dynamic"), calibration[:3]),

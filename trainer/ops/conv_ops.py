@@ -194,9 +194,11 @@ def conv2d_backprop_input_op(xp, x, filters, grad, *, strides, padding, dilation
     geometry = _filter_geometry(x.shape, filters.shape, strides, padding, dilations)
     rows = grad.reshape(-1, filters.shape[3])
     padded = xp.zeros(geometry.padded_shape(x.shape), dtype=grad.dtype)
+    product = xp.empty((rows.shape[0], filters.shape[2]), dtype=grad.dtype)  # one buffer for every offset
     for i, j in geometry.offsets():
         view = geometry.view(padded, i, j)
-        view += (rows @ filters[i, j].T).reshape(view.shape)
+        xp.matmul(rows, filters[i, j].T, out=product)
+        view += product.reshape(view.shape)
     return geometry.crop(xp, padded, x.shape)
 
 

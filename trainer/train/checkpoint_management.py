@@ -19,10 +19,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
 
+from trainer.files import write_atomically
 from trainer.train import checkpoint_file
 from trainer.train.trackable import CheckpointError
 
@@ -98,30 +98,7 @@ def update_checkpoint_state(directory: str, latest: str, all_paths: list, timest
     lines += [f"all_model_checkpoint_timestamps: {stamp!r}" for stamp in timestamps or ()]
     if last_preserved_timestamp is not None:
         lines.append(f"last_preserved_timestamp: {float(last_preserved_timestamp)!r}")
-    write_text_atomically(os.path.join(directory, STATE_FILE), "\n".join(lines) + "\n")
-
-
-def write_text_atomically(path: str, text: str) -> None:
-    """Writes ``text`` beside ``path``, fsyncs it, renames it over ``path`` and fsyncs the directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        directory_descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory_descriptor)
-        finally:
-            os.close(directory_descriptor)
+    write_atomically(os.path.join(directory, STATE_FILE), "\n".join(lines) + "\n")
 
 
 def latest_checkpoint(checkpoint_dir, latest_filename=None) -> str | None:

@@ -12,7 +12,6 @@ numeric ``.npy`` data: nothing is ever unpickled, so loading a file cannot run c
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import math
@@ -24,6 +23,8 @@ import zipfile
 import zlib
 
 import numpy as np
+
+from trainer.files import fsync_directory
 
 MAX_ENTRIES = 100_000  # a big model has a few thousand weights plus optimizer slots
 MAX_TOTAL_BYTES = 64 * 2**30  # all entries uncompressed together
@@ -100,7 +101,7 @@ class ArchiveWriter:
                 os.fsync(self._file.fileno())
                 self._file.close()
                 os.replace(self.temporary_path, self.path)
-                _fsync_directory(os.path.dirname(self.path))
+                fsync_directory(os.path.dirname(self.path))
                 return False
         except BaseException:
             _discard(self)
@@ -119,20 +120,6 @@ def _discard(writer: ArchiveWriter) -> None:
             pass  # closing a half-written zip can fail again; the file is deleted next anyway
     if writer.temporary_path and os.path.exists(writer.temporary_path):
         os.remove(writer.temporary_path)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Makes the rename durable; skipped where directories cannot be opened (Windows) or synced."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    except OSError as error:
-        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(descriptor)
 
 
 # -- reading ------------------------------------------------------------------------------------------
