@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -70,6 +71,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`emberflow inspect f.lite | head`). As Python's docs recommend (library/signal,
+        # "Note on SIGPIPE"), point stdout at the null device so the final flush cannot fail again, and exit 1
+        # quietly: the output was cut short, which is not a success.
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+        return 1
+
+
+def _main(argv=None) -> int:
     parser = _build_parser()
     try:
         arguments = parser.parse_args(argv)
@@ -94,6 +110,8 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f"emberflow {arguments.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # an OSError, but not bad input: main ends quietly
+        raise
     except (OSError, ValueError, TypeError, NotImplementedError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"emberflow {arguments.command}: {message}", file=sys.stderr)
@@ -237,7 +255,8 @@ def _write_quantization_report(model, output: Path, inputs, folder: Path) -> Non
     write_atomically(str(folder / "quantization_report.txt"), (table + "\n").encode())
     report.plot(folder / "quantization_report.png")
     print(table)
-    print(f"      worst layers: {', '.join(layer.tensor for layer in report.worst())}; report in {folder}")
+    standouts = ", ".join(layer.tensor for layer in report.standouts()) or "none stands out from the median SQNR"
+    print(f"      worst layers: {standouts}; report in {folder}")
 
 
 def _inspect(arguments) -> int:
@@ -284,12 +303,24 @@ def _bench(arguments) -> int:
 
 
 def _verify(arguments) -> int:
-    model = _load_model(arguments.model)
-    inputs = _sample_inputs(model, _load_array(arguments.inputs, "inputs"))
-    labels = _load_array(arguments.labels, "labels")
+    from exporter.verify import check_lite_file, file_format  # noqa: PLC0415
+
+    if arguments.labels and not arguments.inputs:
+        raise UsageError("--labels needs --inputs: the labels are those inputs' classes (without --inputs the data is random)")
     for path in arguments.files:
         if not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
+        if file_format(path) == "lite":
+            check_lite_file(path)
+    model = _load_model(arguments.model)
+    inputs = _sample_inputs(model, _load_array(arguments.inputs, "inputs"))
+    labels = _load_array(arguments.labels, "labels")
+    if labels is not None:
+        if labels.ndim not in (1, 2) or (labels.ndim == 2 and labels.shape[1] != 1):
+            raise UsageError(f"{arguments.labels}: labels should be class numbers shaped (N,) or (N, 1), got {labels.shape}")
+        if len(labels) != len(inputs):
+            raise UsageError(f"{arguments.labels} has {len(labels)} labels but {arguments.inputs} has {len(inputs)} inputs; "
+                             "they must match row for row")  # fmt: skip
     return _print_verification(model, arguments.files, inputs, labels)
 
 

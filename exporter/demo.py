@@ -2,7 +2,8 @@
 
 Train the chapter's MNIST MLP, export it to a lite file and to ONNX, run both in the ecosystem's own
 runtimes (LiteRT, onnxruntime) on the 1,000 held-out images, compare with the trained model, print
-the table and write ``report.json`` (plus the model and the exported files) to the output folder.
+the table and write ``report.json`` (plus the saved model ``mnist_mlp.ember`` and the exported files) to the
+output folder.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ def run_demo(out_dir: str, epochs: int = 5, source: str = "subset") -> dict:
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=32, validation_data=(x_test, y_test), callbacks=[board])
     train_seconds = time.perf_counter() - started
     test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=2)
-    print(f"\nTest accuracy: {test_accuracy:.4f} (loss {test_loss:.4f}); training took {train_seconds:.1f} s\n")
+    print(f"\nTest accuracy: {test_accuracy:.4f} (loss {test_loss:.4f}); training took {train_seconds:.1f} s")
+    saved = out / "mnist_mlp.ember"  # what `emberflow export` and `emberflow verify` take next
+    model.save(str(saved))
+    print(f"Model saved to {saved}; export it with: emberflow export {saved} -o model.lite\n")
 
     exports = _export_all(model, out)
     reference = model.predict(x_test, verbose=0)

@@ -27,6 +27,10 @@ def inspect_file(path) -> dict:
     except (IndexError, struct.error, ValueError, UnicodeDecodeError) as error:
         if isinstance(error, ExportError):
             raise
+        # The summary walks the file loosely; the runtime's validating reader names the field that is bad.
+        from exporter.verify import check_lite_file  # noqa: PLC0415
+
+        check_lite_file(path)
         raise ExportError(f"{path}: malformed lite file ({type(error).__name__}: {error})") from None
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from exporter.errors import ExportError
 from exporter.files import write_atomically
 from exporter.quantize.params import dequantize, quantize_affine
-from exporter.verify import file_format
+from exporter.verify import file_format, lite_file_error, litert_interpreter
 
 SUMMARY_ROWS = 5  # rows of each output the summary shows; the file holds them all
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -46,8 +46,8 @@ class TensorSpec:
 class _LiteExecutable:
     """A lite file in an interpreter with TFLite's Python API (ours, or LiteRT's for ``bench``)."""
 
-    def __init__(self, path, interpreter_class, **options):
-        self._interpreter = interpreter_class(model_path=str(path), **options)
+    def __init__(self, interpreter):
+        self._interpreter = interpreter
         self.inputs = [self._spec(detail) for detail in self._interpreter.get_input_details()]
         self.outputs = [self._spec(detail) for detail in self._interpreter.get_output_details()]
 
@@ -122,13 +122,15 @@ def open_exported(path, system: str = "emberflow", threads: int | None = None):
         raise ExportError(f"{path}: a {kind} file runs in {' or '.join(runtimes)}, not {system}")
     if system == "onnxruntime":
         return _OnnxExecutable(path, threads)
-    if system == "litert":
-        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - optional peer; ImportError tells the caller
-
-        return _LiteExecutable(path, Interpreter, **({"num_threads": threads} if threads else {}))
+    if system == "litert":  # ImportError (the optional peer is missing) tells the caller
+        return _LiteExecutable(litert_interpreter(path, **({"num_threads": threads} if threads else {})))
     from lite_runtime import Interpreter  # noqa: PLC0415
+    from lite_runtime.errors import LiteFormatError  # noqa: PLC0415
 
-    return _LiteExecutable(path, Interpreter)
+    try:
+        return _LiteExecutable(Interpreter(model_path=str(path)))
+    except LiteFormatError as error:
+        raise lite_file_error(path, error) from None
 
 
 @dataclass
@@ -160,8 +162,13 @@ def run_exported(path, inputs) -> RunResult:
     arrays, notes = _prepare_inputs(path, executable.inputs, inputs)
     rows = arrays[0].shape[0]
     chunk = _chunk_rows(path, executable.inputs, rows)
-    run = executable.runner([(chunk, *array.shape[1:]) for array in arrays])
-    pieces = [run([array[start : start + chunk] for array in arrays]) for start in range(0, rows, chunk)]
+    from lite_runtime.errors import LiteFormatError  # noqa: PLC0415
+
+    try:
+        run = executable.runner([(chunk, *array.shape[1:]) for array in arrays])
+        pieces = [run([array[start : start + chunk] for array in arrays]) for start in range(0, rows, chunk)]
+    except LiteFormatError as error:  # a file that reads but cannot be prepared or run: name the file
+        raise lite_file_error(path, error) from None
     values = [np.concatenate(parts) if len(parts) > 1 else parts[0] for parts in zip(*pieces)]
     for k, spec in enumerate(executable.outputs):
         if spec.quantization is not None:

@@ -1,12 +1,16 @@
 """Verification: run the model and each exported file on the same inputs and compare the outputs.
 
 Lite files run in real LiteRT (``ai-edge-litert``) and ONNX files in onnxruntime; both are imported
-only here and only when a file of that kind is verified.
+only here and only when a file of that kind is verified. A lite file is first read by ``lite_runtime``'s
+validating reader (``check_lite_file``), so a damaged file is reported by its path and bad field, never by
+a peer's generic complaint; ``litert_interpreter`` is the one place that opens LiteRT.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,6 +53,60 @@ def file_format(path) -> str:
     raise ExportError(f"{path}: unknown exported file type {suffix!r} (expected .lite, .tflite or .onnx)")
 
 
+def lite_file_error(path, error: Exception) -> ExportError:
+    """``error`` from ``lite_runtime`` about the file at ``path``, as ``PATH: <the bad field and why>``."""
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = message.removeprefix("lite file: ")
+    return ExportError(message if message.startswith(str(path)) else f"{path}: {message}")
+
+
+def check_lite_file(path) -> None:
+    """Reads the lite file at ``path`` with ``lite_runtime``'s validating reader; a file it cannot trust raises
+    ``ExportError`` naming the path and the bad field ("model.lite: Model vtable size spans bytes ...")."""
+    from lite_runtime.errors import LiteFormatError  # noqa: PLC0415
+    from lite_runtime.reader import read_model  # noqa: PLC0415
+
+    try:
+        read_model(Path(path).read_bytes())
+    except LiteFormatError as error:
+        raise lite_file_error(path, error) from None
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Points file descriptor 2 at the null device for the block, then restores it.
+
+    LiteRT's C++ logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." straight to descriptor 2
+    (Python's ``sys.stderr`` never sees it) when an interpreter first allocates, which would break the
+    command line's promise of one stderr line. Python's own writes are flushed first so none is lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def litert_interpreter(path, **options):
+    """LiteRT's ``Interpreter`` for the lite file at ``path`` (checked by ``check_lite_file`` first), its
+    tensors allocated once with LiteRT's native log silenced (the delegate is created on that first
+    allocation; later ones log nothing)."""
+    from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - optional; ImportError tells the caller
+
+    check_lite_file(path)
+    with native_stderr_silenced():
+        interpreter = Interpreter(model_path=str(path), **options)
+        interpreter.allocate_tensors()
+    return interpreter
+
+
 def run_file(path, inputs: np.ndarray) -> np.ndarray:
     """The first output of an exported file on ``inputs`` (a batch), run by the ecosystem's own runtime."""
     kind = file_format(path)
@@ -61,10 +119,9 @@ def run_file(path, inputs: np.ndarray) -> np.ndarray:
         name = session.get_inputs()[0].name
         return session.run(None, {name: inputs.astype(np.float32)})[0]
     try:
-        from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415 - optional, for verification only
+        interpreter = litert_interpreter(path)
     except ImportError as error:
         raise ExportError("verifying lite files needs LiteRT: pip install ai-edge-litert") from error
-    interpreter = Interpreter(model_path=str(path))
     detail = interpreter.get_input_details()[0]
     if tuple(detail["shape"]) != inputs.shape:
         interpreter.resize_tensor_input(detail["index"], inputs.shape)

@@ -38,6 +38,10 @@ class Interpreter:
         memory_limit_bytes: the most the arena, scratch and folded tensors may take together.
         experimental_preserve_all_tensors: give every intermediate tensor its own buffer instead of sharing
             the arena by lifetime, so ``get_tensor`` reads any tensor's value after ``invoke`` (as LiteRT's).
+        num_threads: accepted as TFLite accepts it (``None``, ``-1`` or a count of at least 1) and kept as
+            ``interpreter.num_threads``; it changes nothing. The kernels are NumPy calls, and NumPy's BLAS thread
+            count is a setting of the whole process, which an interpreter does not change behind its caller's
+            back (set ``OMP_NUM_THREADS`` or use threadpoolctl for that).
 
     Example:
         >>> interpreter = Interpreter(model_path="mnist.lite")
@@ -47,7 +51,11 @@ class Interpreter:
     """
 
     def __init__(self, model_path=None, model_content=None, memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT,
-                 experimental_preserve_all_tensors: bool = False):  # fmt: skip
+                 experimental_preserve_all_tensors: bool = False, num_threads: int | None = None):  # fmt: skip
+        if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                        or not (num_threads >= 1 or num_threads == -1)):  # fmt: skip
+            raise ValueError(f"num_threads should be >= 1 or -1 (let the runtime choose), got {num_threads!r}")
+        self.num_threads = num_threads
         self._data = open_model_bytes(model_path, model_content)
         self._model = read_model(self._data)
         # The kernels are imported with the first model, not with the package: they are most of its import time.
@@ -304,9 +312,25 @@ class Interpreter:
         return SignatureRunner(self, signatures[signature_key])
 
     def run(self, inputs):
-        """Runs the model on ``inputs`` (a list in input order, or a dict by signature or tensor name),
-        resizing and re-planning when a shape changes; returns outputs of the same kind (dict or list)."""
+        """Runs the model on ``inputs``, resizing and re-planning when the batch size changes.
+
+        Args:
+            inputs: a list in input order, a dict by signature or tensor name, or — for a model with one
+                input — the array itself. Each value is converted to its input's dtype. A floating-point
+                value for an int8 or uint8 input that has a scale is quantized as TFLite's QUANTIZE does:
+                ``clip(round(x / scale) + zero_point)`` in float32, rounding ties away from zero and clipping
+                to the integer type's range. A floating-point value for an integer input without a scale is
+                an error, as is a shape whose rank or non-batch dims differ from the input's.
+
+        Returns:
+            outputs of the same kind as ``inputs``: a dict by output name for a dict, else a list.
+        """
         names = self._input_names()
+        if isinstance(inputs, np.ndarray):
+            if len(self._model.inputs) != 1:
+                raise ValueError(f"the model takes {len(self._model.inputs)} inputs ({sorted(names)}); pass a list or a dict, "
+                                 f"got one array of shape {inputs.shape}")  # fmt: skip
+            inputs = [inputs]
         if isinstance(inputs, dict):
             unknown = set(inputs) - set(names)
             if unknown:
@@ -327,15 +351,45 @@ class Interpreter:
     def _feed(self, by_index: dict) -> None:
         arrays = {}
         for index, value in by_index.items():
-            value = np.asarray(value)
-            if value.dtype != self._model.tensors[index].dtype:
-                value = value.astype(self._model.tensors[index].dtype)
+            value = self._convert_input(index, np.asarray(value))
             arrays[index] = value
             self.resize_tensor_input(index, value.shape)
         if self._state == "loaded":
             self.allocate_tensors()
         for index, value in arrays.items():
             self.set_tensor(index, value)
+
+    def _convert_input(self, index: int, value: np.ndarray) -> np.ndarray:
+        """``value`` checked against input ``index``'s shape signature and converted (or quantized) to its dtype."""
+        tensor = self._model.tensors[index]
+        signature = tensor.shape_signature
+        # The first dim may always change (TFLite's non-strict resize); the others must match where fixed.
+        if value.ndim != len(signature) or any(s != -1 and s != d for s, d in zip(signature[1:], value.shape[1:])):
+            expected = ", ".join(["batch" if k == 0 and d == -1 else "None" if d == -1 else str(d) for k, d in enumerate(signature)])
+            expected = f"({expected}{',' if len(signature) == 1 else ''})"
+            raise ValueError(f"input '{self._input_name(index)}' expects {expected} {tensor.dtype}, got {value.shape} {value.dtype}")
+        if value.dtype == tensor.dtype:
+            return value
+        if np.issubdtype(value.dtype, np.floating) and not np.issubdtype(tensor.dtype, np.floating):
+            if tensor.dtype not in (np.dtype(np.int8), np.dtype(np.uint8)) or len(tensor.scales) != 1:
+                raise ValueError(
+                    f"input '{self._input_name(index)}' is {tensor.dtype} without a quantization scale, got {value.dtype} "
+                    f"values; pass {tensor.dtype} values"
+                )
+            from lite_runtime.kernels.fixed_point import round_half_away  # noqa: PLC0415 - loaded with the kernels
+
+            zero_point = int(tensor.zero_points[0]) if len(tensor.zero_points) else 0
+            limits = np.iinfo(tensor.dtype)
+            scaled = value.astype(np.float32) / np.float32(tensor.scales[0])
+            return np.clip(round_half_away(scaled) + zero_point, limits.min, limits.max).astype(tensor.dtype)
+        return value.astype(tensor.dtype)
+
+    def _input_name(self, index: int) -> str:
+        signature = self._model.signatures.get("serving_default")
+        for name, tensor_index in (signature["inputs"].items() if signature else ()):
+            if tensor_index == index:
+                return name
+        return self._model.tensors[index].name
 
     def _input_names(self) -> dict[str, int]:
         signature = self._model.signatures.get("serving_default")

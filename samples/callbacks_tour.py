@@ -10,8 +10,6 @@ import argparse
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 import trainer as tf
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,8 +25,6 @@ out.mkdir(parents=True)
 tf.keras.utils.set_random_seed(42)
 (x_train, y_train), (x_test, y_test) = tf.keras.datasets.mnist.load_data(source="subset" if arguments.subset else "auto")
 x_train, x_test = (x_train / 255.0).astype("float32"), (x_test / 255.0).astype("float32")
-order = np.random.default_rng(0).permutation(len(x_train))  # the subset is sorted by digit; validation_split takes the tail
-x_train, y_train = x_train[order], y_train[order]
 
 model = tf.keras.Sequential(
     [

@@ -54,12 +54,13 @@ def _as_batch(item, input_shape, what: str) -> np.ndarray:
     except (TypeError, ValueError) as error:
         raise ExportError(f"{what}: cannot be read as a float32 array ({error})") from error
     if input_shape is not None:
+        given = tuple(array.shape)  # the error reports what the caller passed, not the batched view of it
         if array.ndim == len(input_shape) - 1:
             array = array[np.newaxis]
         expected = tuple(input_shape[1:])
         if array.ndim != len(input_shape) or any(e is not None and e != d for e, d in zip(expected, array.shape[1:])):
             shown = ", ".join("None" if d is None else str(d) for d in input_shape)
-            raise ExportError(f"{what}: expected inputs of shape ({shown}), got {tuple(array.shape)}")
+            raise ExportError(f"{what}: expected inputs of shape ({shown}), got {given}")
     if not np.isfinite(array).all():
         raise ExportError(f"{what}: holds NaN or infinite values; calibration needs typical, finite inputs")
     return array

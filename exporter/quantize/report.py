@@ -5,6 +5,10 @@ no LiteRT. An operator's output is matched to the float tensor of the same name 
 keep activation names, adding "_int8" or "_float" to the copies they make), dequantized with its own
 scale and zero point, and compared: max and mean absolute error and the signal-to-quantization-noise
 ratio, SQNR = 10 log10(sum f^2 / sum (f - q)^2) dB (higher is better; inf when they agree exactly).
+
+The table and the chart mark as worst only layers that stand out (``QuantizationReport.standouts``): the
+lowest-SQNR layer, and any other within ``WORST_WITHIN_DB`` of it — each only when it lies at least
+``WORST_BELOW_MEDIAN_DB`` below the median SQNR. Layers that are all about as noisy as each other get no mark.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ _SKIPPED = {"QUANTIZE", "DEQUANTIZE"}  # format conversions at the edges, not la
 # output before its DEQUANTIZE, or a float op's output before the QUANTIZE to an int8 model output.
 _SUFFIXES = ("_int8", "_float")
 WORST_COUNT = 3
+WORST_BELOW_MEDIAN_DB = 6.0  # a marked layer has at least 4x the noise power of the median layer
+WORST_WITHIN_DB = 3.0  # ... and at most 2x the noise power of the worst layer
 
 
 @dataclass
@@ -54,9 +60,21 @@ class QuantizationReport:
         """The ``count`` layers with the lowest SQNR (most quantization noise), worst first."""
         return sorted(self.layers, key=lambda layer: layer.sqnr_db)[:count]
 
+    def standouts(self) -> list[LayerError]:
+        """The layers worth a look, worst first: the lowest-SQNR layer and those within ``WORST_WITHIN_DB`` of it,
+        keeping only those at least ``WORST_BELOW_MEDIAN_DB`` below the median SQNR of the finite layers
+        (exact layers count as no noise and are never marked)."""
+        finite = sorted((layer for layer in self.layers if math.isfinite(layer.sqnr_db)), key=lambda layer: layer.sqnr_db)
+        if not finite:
+            return []
+        median = float(np.median([layer.sqnr_db for layer in finite]))
+        lowest = finite[0].sqnr_db
+        return [layer for layer in finite
+                if layer.sqnr_db <= lowest + WORST_WITHIN_DB and layer.sqnr_db <= median - WORST_BELOW_MEDIAN_DB]  # fmt: skip
+
     def table(self) -> str:
-        """A text table, one row per layer, the worst layers marked."""
-        worst = {id(layer) for layer in self.worst() if math.isfinite(layer.sqnr_db)}
+        """A text table, one row per layer, the layers that stand out (``standouts``) marked."""
+        worst = {id(layer) for layer in self.standouts()}
         header = f"{'#':>3}  {'op':<18} {'tensor':<32} {'max abs err':>12} {'mean abs err':>13} {'SQNR dB':>8}"
         lines = [header, "-" * len(header)]
         for number, layer in enumerate(self.layers):
@@ -68,7 +86,7 @@ class QuantizationReport:
         return "\n".join(lines)
 
     def plot(self, path) -> str:
-        """A bar chart of each layer's SQNR, one labelled row per layer with its value, the worst layers in red,
+        """A bar chart of each layer's SQNR, one labelled row per layer with its value, ``standouts`` in red,
         written to ``path`` as PNG; returns the path.
 
         Raises:
@@ -83,7 +101,7 @@ class QuantizationReport:
 
         from matplotlib.patches import Patch  # noqa: PLC0415
 
-        worst = [layer for layer in self.worst() if math.isfinite(layer.sqnr_db)]
+        worst = self.standouts()
         finite = [layer.sqnr_db for layer in self.layers if math.isfinite(layer.sqnr_db)]
         cap = max(finite, default=0.0) + 10  # exact layers drawn a little beyond the best finite one
         values = [layer.sqnr_db if math.isfinite(layer.sqnr_db) else cap for layer in self.layers]
@@ -100,7 +118,7 @@ class QuantizationReport:
         low, high = min(0.0, *values), max(0.0, *values)
         axes.set_xlim(low * 1.2, high * 1.2 + 1)
         axes.set_xlabel("SQNR (dB): signal-to-quantization-noise ratio against the float file, higher is better")
-        legend = [Patch(color="tab:red", label=f"worst {len(worst)} (lowest SQNR)"),
+        legend = [Patch(color="tab:red", label=f"worst: lowest SQNR, {WORST_BELOW_MEDIAN_DB:g}+ dB below the median"),
                   Patch(color="tab:blue", label="other layers")]  # fmt: skip
         axes.legend(handles=legend, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
         axes.set_title("Quantization error per layer", fontsize=10, loc="left")

@@ -178,11 +178,18 @@ def _prepare_gather(node: Node):
         node.check(bool(((indices.value >= 0) & (indices.value < params.shape[axis])).all()),
                    f"indices out of range [0, {params.shape[axis]})")  # fmt: skip
     shape = (*params.shape[:axis], *indices.shape, *params.shape[axis + 1 :])
-    return [(shape, params.dtype)], axis
+    return [(shape, params.dtype)], (axis, params.shape[axis], node.scratch(indices.shape, np.intp))
 
 
-def _eval_gather(axis, inputs, outputs):
-    np.take(inputs[0], inputs[1], axis=axis, out=outputs[0])
+def _eval_gather(state, inputs, outputs):
+    # take's own bounds check copies its output, and int32 indices are converted: both allocate, so the
+    # indices are copied into intp scratch and checked here, and take wraps (never, once checked).
+    axis, size, indices = state
+    np.copyto(indices, inputs[1])
+    if indices.size and (np.minimum.reduce(indices, None) < 0 or np.maximum.reduce(indices, None) >= size):
+        bad = indices[(indices < 0) | (indices >= size)][0]
+        raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {size}")
+    np.take(inputs[0], indices, axis=axis, out=outputs[0], mode="wrap")
 
 
 KERNELS = {

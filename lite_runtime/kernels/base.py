@@ -77,6 +77,16 @@ class Node:
         """A buffer for ``eval`` to reuse on every run, counted against the interpreter's memory limit."""
         return self._allocate(tuple(int(d) for d in shape), np.dtype(dtype), fill)
 
+    def tiled(self, values, shape, dtype) -> np.ndarray:
+        """``values`` broadcast to ``shape`` in a scratch of its own: a full-sized constant operand for eval.
+
+        NumPy 2's ufuncs allocate a buffer as large as their output (and run at half speed) when an operand
+        broadcasts or is not contiguous; ``np.copyto`` does neither. So eval's ufuncs take contiguous
+        operands of one shape, or Python scalars, and strided views are copied into scratch first."""
+        out = self.scratch(shape, dtype)
+        np.copyto(out, np.asarray(values).astype(dtype, copy=False))
+        return out
+
 
 @dataclass(frozen=True)
 class Kernel:

@@ -26,7 +26,7 @@ def geometry(node: Node, x, kernel_h: int, kernel_w: int, dtype=np.float32, fill
     return (batch, out_h, out_w), padded, interior, taps
 
 
-def _windows(node: Node, padded, out_h: int, out_w: int, kernel_h: int, kernel_w: int):
+def filter_windows(node: Node, padded, out_h: int, out_w: int, kernel_h: int, kernel_w: int):
     """A read-only view (batch, out_h, out_w, channels, kernel_h, kernel_w) of every filter window of ``padded``."""
     dilation_h, dilation_w = node.option("dilation_h_factor"), node.option("dilation_w_factor")
     span = ((kernel_h - 1) * dilation_h + 1, (kernel_w - 1) * dilation_w + 1)
@@ -56,7 +56,7 @@ def patches(node: Node, x, kernel_h: int, kernel_w: int, dtype=np.float32, fill=
     if rows:
         windows = columns[:, :depth].reshape(batch, out_h, out_w, kernel_h, kernel_w, channels)
         node.check(np.may_share_memory(windows, columns), "im2col columns must be a view")
-        gather = (windows.transpose(0, 1, 2, 5, 3, 4), _windows(node, padded, out_h, out_w, kernel_h, kernel_w))
+        gather = (windows.transpose(0, 1, 2, 5, 3, 4), filter_windows(node, padded, out_h, out_w, kernel_h, kernel_w))
         node.check(gather[0].shape == gather[1].shape, f"windows {gather[1].shape} do not fill {gather[0].shape}")
     return interior, gather, columns, (batch, out_h, out_w)
 

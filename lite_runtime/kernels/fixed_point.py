@@ -55,6 +55,20 @@ def round_half_away(x):
     return np.where(np.abs(fraction) >= 0.5, truncated + np.sign(x), truncated)
 
 
+JUST_BELOW_HALF = np.float32(0.49999997)  # nextafter(0.5, 0) in float32
+
+
+def round_half_away_in_place(values: np.ndarray, scratch: np.ndarray) -> None:
+    """``round_half_away`` of a float32 array, in place, allocating nothing (``scratch``: same shape and type).
+
+    trunc(v + copysign(0.49999997, v)) in float32 is exact for every finite v: with n = round_half_away(v),
+    v + 0.49999997 lies in [n − 2^-25, n + 1 − 2^-25) and rounds into [n, n + 1), a tie v = n − ½ rounding
+    up to n (adding 0.5 instead turns 0.49999997 into 1)."""
+    np.copysign(JUST_BELOW_HALF, values, out=scratch)
+    np.add(values, scratch, out=values)
+    np.trunc(values, out=values)
+
+
 def saturating_rounding_doubling_high_mul(a, b):
     """gemmlowp ``SaturatingRoundingDoublingHighMul``: a·b / 2^31 rounded to nearest, ties upward."""
     product = np.multiply(a, b, dtype=np.int64)

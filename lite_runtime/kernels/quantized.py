@@ -1,5 +1,7 @@
 """int8 kernels of the operators without weights: QUANTIZE, ADD, SUB, MUL, SOFTMAX, LOGISTIC, TANH, RELU,
-RELU6, MAX_POOL_2D, AVERAGE_POOL_2D, MEAN and CONCATENATION, each as TFLite's integer kernels compute it.
+RELU6, LEAKY_RELU, MAX_POOL_2D, AVERAGE_POOL_2D, MEAN and CONCATENATION, each as TFLite's integer kernels
+compute it. The one-input operators from int8 to int8 are lookup tables: their arithmetic, run once on each
+of the 256 codes in ``prepare``.
 
 Every ``prepare`` here returns ``(outputs, (eval, state))``: ``base.by_tensor_type`` sends an operator
 here when one of its tensors is quantized and runs the ``eval`` it picked.
@@ -32,8 +34,9 @@ def _int8_output(node: Node):
     return per_tensor(node, output, "output")
 
 
-def _clip_into(out: np.ndarray, values, low: int = _LOW, high: int = _HIGH) -> None:
-    np.clip(values, low, high, out=values)
+def _clamp_into(out: np.ndarray, values: np.ndarray, low: int, high: int) -> None:
+    np.maximum(values, low, out=values)
+    np.minimum(values, high, out=values)
     np.copyto(out, values, casting="unsafe")
 
 
@@ -43,22 +46,21 @@ def prepare_quantize(node: Node):
     x = node.inputs[0]
     y_scale, y_zero_point = _int8_output(node)
     if x.dtype == FLOAT32:  # AffineQuantize: round(x / scale) + zero point, in float32
-        return [(x.shape, INT8)], (_eval_quantize_float, (y_scale, y_zero_point))
+        state = (y_scale, y_zero_point, node.scratch(x.shape), node.scratch(x.shape))
+        return [(x.shape, INT8)], (_eval_quantize_float, state)
     x_scale, x_zero_point = per_tensor(node, _int8_input(node), "input")
-    multiplier, shift = fixed_point.quantize_multiplier(float(np.float64(x_scale) / np.float64(y_scale)))
-    return [(x.shape, INT8)], (_eval_requantize, (x_zero_point, multiplier, shift, y_zero_point))
+    rescale = fixed_point.quantize_multiplier(float(np.float64(x_scale) / np.float64(y_scale)))
+    return _lookup(node, x, fixed_point.multiply_by_quantized_multiplier(_CODES - x_zero_point, *rescale) + y_zero_point)
 
 
 def _eval_quantize_float(state, inputs, outputs):
-    scale, zero_point = state
-    values = fixed_point.round_half_away(inputs[0] / scale) + np.float32(zero_point)
-    _clip_into(outputs[0], values)
-
-
-def _eval_requantize(state, inputs, outputs):
-    x_zero_point, multiplier, shift, y_zero_point = state
-    centered = inputs[0].astype(np.int64) - x_zero_point
-    _clip_into(outputs[0], fixed_point.multiply_by_quantized_multiplier(centered, multiplier, shift) + y_zero_point)
+    scale, zero_point, values, scratch = state
+    np.divide(inputs[0], scale, out=values)
+    fixed_point.round_half_away_in_place(values, scratch)
+    np.add(values, zero_point, out=values)
+    np.maximum(values, _LOW, out=values)
+    np.minimum(values, _HIGH, out=values)
+    np.copyto(outputs[0], values, casting="unsafe")
 
 
 # -- ADD, SUB, MUL --------------------------------------------------------------------------------------------
@@ -84,59 +86,129 @@ def prepare_add_or_sub(node: Node, subtract: bool):
     a_multiplier = fixed_point.quantize_multiplier(float(np.float64(a_scale) / twice_max))
     b_multiplier, b_shift = fixed_point.quantize_multiplier(float(np.float64(b_scale) / twice_max))
     output = fixed_point.quantize_multiplier(float(twice_max / np.float64(np.float32((1 << left_shift) * y_scale))))
-    state = (a_zero_point, b_zero_point, left_shift, a_multiplier, (-b_multiplier if subtract else b_multiplier, b_shift),
-             output, y_zero_point, clamp)  # fmt: skip
+    rescales = [fixed_point.Rescale.of(*multiplier) for multiplier in
+                (a_multiplier, (-b_multiplier if subtract else b_multiplier, b_shift), output)]  # fmt: skip
+    state = (_widened(node, shape, a_zero_point, b_zero_point), left_shift, rescales, y_zero_point, clamp)
     return [(shape, INT8)], (_eval_add, state)
 
 
+def _widened(node: Node, shape, *zero_points):
+    """An int64 scratch of the output's shape for each operand (broadcast on the copy in), with its zero point."""
+    return [(node.scratch(shape, np.int64), zero_point) for zero_point in zero_points]
+
+
+def _widen_into(wide: np.ndarray, x: np.ndarray, zero_point: int) -> np.ndarray:
+    np.copyto(wide, x)
+    np.subtract(wide, zero_point, out=wide)
+    return wide
+
+
 def _eval_add(state, inputs, outputs):
-    a_zero_point, b_zero_point, left_shift, a_multiplier, b_multiplier, output, y_zero_point, clamp = state
-    a = (inputs[0].astype(np.int64) - a_zero_point) << left_shift
-    b = (inputs[1].astype(np.int64) - b_zero_point) << left_shift
-    rescale = fixed_point.multiply_by_quantized_multiplier
-    total = rescale(a, *a_multiplier) + rescale(b, *b_multiplier)
-    _clip_into(outputs[0], rescale(total, *output) + y_zero_point, *clamp)
+    operands, left_shift, (a_rescale, b_rescale, output), y_zero_point, clamp = state
+    a, b = (_widen_into(wide, x, zero_point) for (wide, zero_point), x in zip(operands, inputs))
+    for wide, rescale in ((a, a_rescale), (b, b_rescale)):
+        np.left_shift(wide, left_shift, out=wide)
+        fixed_point.rescale_in_place(wide, rescale)
+    np.add(a, b, out=a)
+    fixed_point.rescale_in_place(a, output)
+    np.add(a, y_zero_point, out=a)
+    _clamp_into(outputs[0], a, *clamp)
 
 
 def prepare_mul(node: Node):
     a, b, shape, y_scale, y_zero_point, clamp = _binary_operands(node)
     (a_scale, a_zero_point), (b_scale, b_zero_point) = per_tensor(node, a, "input 0"), per_tensor(node, b, "input 1")
     multiplier = fixed_point.quantize_multiplier(float(np.float64(a_scale * b_scale) / np.float64(y_scale)))
-    return [(shape, INT8)], (_eval_mul, (a_zero_point, b_zero_point, multiplier, y_zero_point, clamp))
+    state = (_widened(node, shape, a_zero_point, b_zero_point), fixed_point.Rescale.of(*multiplier), y_zero_point, clamp)
+    return [(shape, INT8)], (_eval_mul, state)
 
 
 def _eval_mul(state, inputs, outputs):
-    a_zero_point, b_zero_point, multiplier, y_zero_point, clamp = state
-    product = (inputs[0].astype(np.int64) - a_zero_point) * (inputs[1].astype(np.int64) - b_zero_point)
-    _clip_into(outputs[0], fixed_point.multiply_by_quantized_multiplier(product, *multiplier) + y_zero_point, *clamp)
+    operands, rescale, y_zero_point, clamp = state
+    a, b = (_widen_into(wide, x, zero_point) for (wide, zero_point), x in zip(operands, inputs))
+    np.multiply(a, b, out=a)
+    fixed_point.rescale_in_place(a, rescale)
+    np.add(a, y_zero_point, out=a)
+    _clamp_into(outputs[0], a, *clamp)
 
 
-# -- lookup tables: LOGISTIC, TANH; SOFTMAX ----------------------------------------------------------------
-def _table_prepare(function):
-    """``PopulateLookupTable``: each of the 256 int8 inputs mapped through ``function`` in float32."""
+# -- lookup tables: int8 -> int8 QUANTIZE, LOGISTIC, TANH, RELU, RELU6, LEAKY_RELU ---------------------------
+_CODES = np.arange(256).astype(np.uint8).view(np.int8).astype(np.int64)  # every int8 value, in byte order
+
+
+def _lookup(node: Node, x, values):
+    """prepare's result for a table: ``values`` holds the result for each of ``_CODES``, clamped here."""
+    table = np.clip(values, _LOW, _HIGH).astype(np.int8)
+    return [(x.shape, INT8)], (_eval_lookup, (table, node.scratch(x.shape, np.intp)))
+
+
+def _eval_lookup(state, inputs, outputs):
+    table, indices = state
+    np.copyto(indices, inputs[0])
+    np.take(table, indices, out=outputs[0], mode="wrap")  # -1 wraps to byte 255; "wrap" also spares take a copy
+
+
+def _function_prepare(function):
+    """``PopulateLookupTable``: each int8 input mapped through ``function`` in float32."""
 
     def prepare(node: Node):
         node.arity(1)
         x = _int8_input(node)
         x_scale, x_zero_point = per_tensor(node, x, "input")
         y_scale, y_zero_point = _int8_output(node)
-        codes = np.arange(-128, 128, dtype=np.int32)
-        real = (x_scale * (codes - x_zero_point).astype(np.float32)).astype(np.float32)
+        real = (x_scale * (_CODES - x_zero_point).astype(np.float32)).astype(np.float32)
         rescaled = fixed_point.round_half_away(function(real).astype(np.float32) * (np.float32(1) / y_scale))
-        table = np.clip(rescaled + y_zero_point, _LOW, _HIGH).astype(np.int8)
-        return [(x.shape, INT8)], (_eval_table, table)
+        return _lookup(node, x, rescaled + y_zero_point)
 
     return prepare
-
-
-def _eval_table(table, inputs, outputs):
-    np.take(table, inputs[0].astype(np.int16) + 128, out=outputs[0])
 
 
 def _sigmoid(x):
     return np.float32(1) / (np.float32(1) + np.exp(-x))
 
 
+def _relu_prepare(low: float, high: float | None):
+    def prepare(node: Node):
+        """QuantizedReluX: rescale to the output, then clamp to the activation's quantized range."""
+        node.arity(1)
+        x = _int8_input(node)
+        x_scale, x_zero_point = per_tensor(node, x, "input")
+        y_scale, y_zero_point = _int8_output(node)
+        rescale = fixed_point.quantize_multiplier(float(np.float64(x_scale) / np.float64(y_scale)))
+
+        def quantize(value: float) -> int:
+            return y_zero_point + int(fixed_point.round_half_away(np.float32(value) / y_scale))
+
+        values = fixed_point.multiply_by_quantized_multiplier(_CODES - x_zero_point, *rescale) + y_zero_point
+        return _lookup(node, x, np.clip(values, max(_LOW, quantize(low)), _HIGH if high is None else min(_HIGH, quantize(high))))
+
+    return prepare
+
+
+def prepare_leaky_relu(node: Node):
+    """LEAKY_RELU as LiteRT's default (XNNPACK) computes it where XNNPACK takes the operator, and as
+    TFLite's QuantizeLeakyRelu, which it falls back to, elsewhere (both rescale x − x_zp by one multiplier where it is >= 0 and by
+    another, alpha times it, where negative; the scales are divided and multiplied in float32)."""
+    node.arity(1)
+    x = _int8_input(node)
+    x_scale, x_zero_point = per_tensor(node, x, "input")
+    y_scale, y_zero_point = _int8_output(node)
+    alpha = np.float32(node.option("alpha"))
+    positive, negative = np.float32(x_scale / y_scale), np.float32(x_scale / y_scale * alpha)
+    centered = _CODES - x_zero_point
+    if 2**-8 <= positive <= 2**7 and -127.99609375 <= negative <= 2**7 and abs(negative) >= 2**-8:
+        # xnn_init_qs8_lrelu_scalar_params: 8-bit multipliers, rounded once (ties upward) by a shift of 8
+        multipliers = np.where(centered > 0, np.rint(256 * positive), np.rint(256 * negative)).astype(np.int64)
+        values = (centered * multipliers + 128) >> 8
+    else:  # activations.cc LeakyReluPrepare / reference QuantizeLeakyRelu, which LiteRT builds rounding twice
+        rescale = fixed_point.multiply_by_quantized_multiplier_twice_rounded
+        identity = fixed_point.quantize_multiplier(float(positive))
+        scaled = fixed_point.quantize_multiplier(float(np.float32(x_scale * alpha) / y_scale))
+        values = np.where(centered >= 0, rescale(centered, *identity), rescale(centered, *scaled))
+    return _lookup(node, x, values + y_zero_point)
+
+
+# -- SOFTMAX --------------------------------------------------------------------------------------------------
 def prepare_softmax(node: Node):
     """optimized_ops::Softmax on int8: a float32 table of exp(−scale·β·d) for each difference d from the
     row maximum, summed in order, and each entry rounded to the output scale."""
@@ -147,42 +219,33 @@ def prepare_softmax(node: Node):
     y_scale, y_zero_point = _int8_output(node)
     step = np.float32(-x_scale * np.float32(node.option("beta")))
     table = np.exp(step * np.arange(256, dtype=np.float32)).astype(np.float32)  # table[d] = exp(-scale·β·d)
-    return [(x.shape, INT8)], (_eval_softmax, (table, np.float32(y_scale), y_zero_point))
+    reduced = (*x.shape[:-1], 1)
+    sums = node.scratch(x.shape, np.float32)
+    state = (table, np.float32(y_scale), y_zero_point, node.scratch(reduced, INT8), node.scratch(x.shape, INT8),
+             node.scratch(x.shape, np.intp), node.scratch(x.shape, np.float32), sums, sums[..., -1:],
+             node.scratch(reduced, np.float32), node.scratch(x.shape, np.float32))  # fmt: skip
+    return [(x.shape, INT8)], (_eval_softmax, state)
 
 
 def _eval_softmax(state, inputs, outputs):
-    table, y_scale, y_zero_point = state
-    x = inputs[0].astype(np.int16)
-    exps = table[x.max(axis=-1, keepdims=True) - x]
-    total = np.cumsum(exps, axis=-1, dtype=np.float32)[..., -1:]  # a running float32 sum, in TFLite's order
-    inverse = np.float32(1) / (total * y_scale)
-    _clip_into(outputs[0], fixed_point.round_half_away(exps * inverse) + np.float32(y_zero_point))
-
-
-# -- RELU, RELU6 ------------------------------------------------------------------------------------------
-def _relu_prepare(low: float, high: float | None):
-    def prepare(node: Node):
-        """QuantizedReluX: rescale to the output, then clamp to the activation's quantized range."""
-        node.arity(1)
-        x = _int8_input(node)
-        x_scale, x_zero_point = per_tensor(node, x, "input")
-        y_scale, y_zero_point = _int8_output(node)
-        multiplier = fixed_point.quantize_multiplier(float(np.float64(x_scale) / np.float64(y_scale)))
-
-        def quantize(value: float) -> int:
-            return y_zero_point + int(fixed_point.round_half_away(np.float32(value) / y_scale))
-
-        clamp_low = max(_LOW, quantize(low))
-        clamp_high = _HIGH if high is None else min(_HIGH, quantize(high))
-        return [(x.shape, INT8)], (_eval_relu, (x_zero_point, multiplier, y_zero_point, (clamp_low, clamp_high)))
-
-    return prepare
-
-
-def _eval_relu(state, inputs, outputs):
-    x_zero_point, multiplier, y_zero_point, clamp = state
-    centered = inputs[0].astype(np.int64) - x_zero_point
-    _clip_into(outputs[0], fixed_point.multiply_by_quantized_multiplier(centered, *multiplier) + y_zero_point, *clamp)
+    table, y_scale, y_zero_point, maxima, differences, indices, exps, sums, total, inverse, spread = state
+    x = inputs[0]
+    np.maximum.reduce(x, -1, None, maxima, True)
+    np.copyto(differences, maxima)
+    np.subtract(differences, x, out=differences)  # max − x in [0, 255]: wraps in int8, and the table index wraps back
+    np.copyto(indices, differences)
+    np.take(table, indices, out=exps, mode="wrap")
+    np.add.accumulate(exps, -1, None, sums)  # a running float32 sum, in TFLite's order
+    np.copyto(inverse, total)
+    np.multiply(inverse, y_scale, out=inverse)
+    np.divide(np.float32(1), inverse, out=inverse)
+    np.copyto(spread, inverse)
+    np.multiply(exps, spread, out=exps)
+    np.add(exps, fixed_point.JUST_BELOW_HALF, out=exps)  # round_half_away_in_place, for values >= 0
+    np.trunc(exps, out=exps)
+    np.add(exps, y_zero_point, out=exps)
+    np.minimum(exps, _HIGH, out=exps)  # from y_zp = -128 up: never below
+    np.copyto(outputs[0], exps, casting="unsafe")
 
 
 # -- pooling ----------------------------------------------------------------------------------------------
@@ -200,40 +263,43 @@ def _prepare_pool(node: Node, average: bool):
     out_w, left, right = window(node, width, kernel_w, stride_w, 1, node.option("padding"))
     padded = node.scratch((batch, height + top + bottom, width + left + right, channels), np.int32, fill=0 if average else _LOW)
     interior = padded[:, top : top + height, left : left + width, :]
+    shape = (batch, out_h, out_w, channels)
 
-    def tap(array, i, j):
-        return array[..., i : i + (out_h - 1) * stride_h + 1 : stride_h, j : j + (out_w - 1) * stride_w + 1 : stride_w, :]
+    def windows(array):  # (kernel_h, kernel_w, *shape): every tap of every output pixel
+        views = np.lib.stride_tricks.sliding_window_view(array, (kernel_h, kernel_w), axis=(1, 2))
+        return views[:, ::stride_h, ::stride_w][:, :out_h, :out_w].transpose(4, 5, 0, 1, 2, 3)
 
-    taps = [tap(padded, i, j) for i in range(kernel_h) for j in range(kernel_w)]
-    valid = np.zeros((1, height + top + bottom, width + left + right, 1), np.int32)
+    valid = np.zeros((1, *padded.shape[1:3], 1), np.int32)
     valid[:, top : top + height, left : left + width, :] = 1
-    counts = sum(tap(valid, i, j) for i in range(kernel_h) for j in range(kernel_w))
+    counts = windows(valid).sum(axis=(0, 1))
     clamp = fixed_point.activation_range(node, node.option("fused_activation_function"), *y_params)
-    total = node.scratch((batch, out_h, out_w, channels), np.int32)
-    state = (interior, taps, total, counts.astype(np.int32), clamp)
-    return [((batch, out_h, out_w, channels), INT8)], (_eval_average_pool if average else _eval_max_pool, state)
+    taps = (windows(padded), node.scratch((kernel_h, kernel_w, *shape), np.int32))
+    total, scratch = node.scratch(shape, np.int32), node.scratch(shape, np.int32)
+    divide = (node.tiled(counts // 2, shape, np.int32), node.tiled(counts, shape, np.int32), scratch)
+    state = (interior, taps, total, divide, clamp)
+    return [(shape, INT8)], (_eval_average_pool if average else _eval_max_pool, state)
 
 
 def _eval_max_pool(state, inputs, outputs):
-    interior, taps, total, _counts, clamp = state
+    interior, (windows, taps), total, _divide, clamp = state
     np.copyto(interior, inputs[0])
-    np.copyto(total, taps[0])
-    for tap in taps[1:]:
-        np.maximum(total, tap, out=total)
-    _clip_into(outputs[0], total, *clamp)
+    np.copyto(taps, windows)
+    np.maximum.reduce(taps, (0, 1), None, total)
+    _clamp_into(outputs[0], total, *clamp)
 
 
 def _eval_average_pool(state, inputs, outputs):
     """Sum of the valid pixels divided by their count, rounded half away from zero (integer division)."""
-    interior, taps, total, counts, clamp = state
+    interior, (windows, taps), total, (halves, counts, sign), clamp = state
     np.copyto(interior, inputs[0])
-    np.copyto(total, taps[0])
-    for tap in taps[1:]:
-        np.add(total, tap, out=total)
-    half = counts // 2
-    rounded = np.where(total > 0, total + half, total - half)
-    quotient = np.abs(rounded) // counts * np.sign(rounded)  # C++ division truncates toward zero
-    _clip_into(outputs[0], quotient, *clamp)
+    np.copyto(taps, windows)
+    np.add.reduce(taps, (0, 1), None, total)
+    np.sign(total, out=sign)
+    np.abs(total, out=total)
+    np.add(total, halves, out=total)
+    np.floor_divide(total, counts, out=total)  # of |sum| + count/2: C++'s division toward zero, by sign below
+    np.multiply(total, sign, out=total)
+    _clamp_into(outputs[0], total, *clamp)
 
 
 # -- MEAN -------------------------------------------------------------------------------------------------
@@ -254,13 +320,19 @@ def prepare_mean(node: Node):
     multiplier, shift = fixed_point.quantize_multiplier(float(np.float64(x_scale) / np.float64(y_scale)))
     extra = min(count.bit_length() - 1, 32, 31 + shift)  # headroom for the 1/count factor
     multiplier, shift = (multiplier << extra) // count, shift - extra
-    return [(shape, INT8)], (_eval_mean, (axes, keep, x_zero_point * count, multiplier, shift, y_zero_point))
+    state = (axes, keep, x_zero_point * count, fixed_point.Rescale.of(multiplier, shift), y_zero_point,
+             node.scratch(x.shape, np.int64), node.scratch(shape, np.int64))  # fmt: skip
+    return [(shape, INT8)], (_eval_mean, state)
 
 
 def _eval_mean(state, inputs, outputs):
-    axes, keep, zero_point_sum, multiplier, shift, y_zero_point = state
-    total = inputs[0].sum(axis=axes, keepdims=keep, dtype=np.int64) - zero_point_sum
-    _clip_into(outputs[0], fixed_point.multiply_by_quantized_multiplier(total, multiplier, shift) + y_zero_point)
+    axes, keep, zero_point_sum, rescale, y_zero_point, wide, total = state
+    np.copyto(wide, inputs[0])
+    np.add.reduce(wide, axes, None, total, keep)
+    np.subtract(total, zero_point_sum, out=total)
+    fixed_point.rescale_in_place(total, rescale)
+    np.add(total, y_zero_point, out=total)
+    _clamp_into(outputs[0], total, _LOW, _HIGH)
 
 
 # -- CONCATENATION ----------------------------------------------------------------------------------------
@@ -284,10 +356,11 @@ PREPARES = {
     Op.SUB: lambda node: prepare_add_or_sub(node, subtract=True),
     Op.MUL: prepare_mul,
     Op.SOFTMAX: prepare_softmax,
-    Op.LOGISTIC: _table_prepare(_sigmoid),
-    Op.TANH: _table_prepare(np.tanh),
+    Op.LOGISTIC: _function_prepare(_sigmoid),
+    Op.TANH: _function_prepare(np.tanh),
     Op.RELU: _relu_prepare(0.0, None),
     Op.RELU6: _relu_prepare(0.0, 6.0),
+    Op.LEAKY_RELU: prepare_leaky_relu,
     Op.MAX_POOL_2D: lambda node: _prepare_pool(node, average=False),
     Op.AVERAGE_POOL_2D: lambda node: _prepare_pool(node, average=True),
     Op.MEAN: prepare_mean,

@@ -107,13 +107,15 @@ def _prepare_dequantize(node: Node):
         return [(x.shape, FLOAT32)], None
     node.check(x.dtype in (np.int8, np.uint8, np.int16), f"input is {x.dtype}, expected int8, uint8, int16 or float16")
     node.check(x.scales is not None and len(x.scales) > 0, "the quantized input has no scale")
+    zero_points = np.broadcast_to(x.zero_points if len(x.zero_points) else 0, x.scales.shape).astype(np.float32)
+    scales = x.scales.astype(np.float32)
+    if len(scales) == 1:
+        return [(x.shape, FLOAT32)], (scales[0], zero_points[0])
     shape = [1] * len(x.shape)
-    if len(x.scales) > 1:
-        shape[x.quantized_dimension] = len(x.scales)
-    zero_points = x.zero_points if len(x.zero_points) else np.zeros(1, np.int64)
-    scales = x.scales.astype(np.float32).reshape(shape)
-    zero_points = np.broadcast_to(zero_points, x.scales.shape).astype(np.float32).reshape(shape)
-    return [(x.shape, FLOAT32)], (scales, zero_points)
+    shape[x.quantized_dimension] = len(scales)
+    # per channel: constants as large as the output, so that eval's ufuncs do not broadcast (see Node.tiled)
+    return [(x.shape, FLOAT32)], (node.tiled(scales.reshape(shape), x.shape, np.float32),
+                                  node.tiled(zero_points.reshape(shape), x.shape, np.float32))  # fmt: skip
 
 
 def _eval_dequantize(state, inputs, outputs):

@@ -46,6 +46,9 @@ def test_demo_trains_exports_verifies_and_writes_a_report(tmp_path, capsys):
     assert "lite variant" in out and f"tensorboard --logdir {tmp_path / 'logs'}" in out
     assert f"python -m http.server --directory {tmp_path / 'web'}" in out
     assert "Total params: 101,770" in out and "Test accuracy" in out and "max abs diff" in out
+    saved = tmp_path / "mnist_mlp.ember"  # the trained model, ready for `emberflow export` / `verify`
+    assert f"Model saved to {saved}" in out
+    assert main(["verify", str(saved), str(tmp_path / "mnist_mlp.lite")]) == 0
 
 
 @pytest.mark.parametrize("suffix", [".lite", ".onnx"])
@@ -68,6 +71,70 @@ def test_verify_compares_several_files_and_reports_accuracy(saved_model, tmp_pat
     assert main(["verify", str(saved_model), str(lite), str(onnx_file), "--inputs", str(inputs), "--labels", str(labels)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("lite") for line in lines) and any(line.startswith("onnx") for line in lines)
+
+
+def test_verify_labels_need_inputs_and_one_label_per_input_row(saved_model, tmp_path, capsys):
+    lite = tmp_path / "m.lite"
+    assert main(["export", str(saved_model), "-o", str(lite), "--no-verify"]) == 0
+    inputs, labels = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(inputs, np.zeros((20, 28, 28), np.float32))
+    np.save(labels, np.arange(5) % 10)
+    capsys.readouterr()
+    assert main(["verify", str(saved_model), str(lite), "--labels", str(labels)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "emberflow verify: --labels needs --inputs: the labels are those inputs' classes (without --inputs the data is random)"
+    )
+    assert main(["verify", str(saved_model), str(lite), "--inputs", str(inputs), "--labels", str(labels)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == f"emberflow verify: {labels} has 5 labels but {inputs} has 20 inputs; they must match row for row"
+    np.save(labels, np.zeros((20, 784), np.float32))
+    assert main(["verify", str(saved_model), str(lite), "--inputs", str(inputs), "--labels", str(labels)]) == 2
+    assert "labels should be class numbers shaped (N,) or (N, 1), got (20, 784)" in capsys.readouterr().err
+
+
+def _corrupt_lite(source: Path, target: Path) -> Path:
+    """``source`` with its Model table's vtable offset pointing 16 MiB past the end, as a damaged download has."""
+    data = bytearray(source.read_bytes())
+    root = int.from_bytes(data[0:4], "little")
+    data[root : root + 4] = (root - 16777236).to_bytes(4, "little", signed=True)
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("command", ["inspect", "verify", "run"])
+def test_a_damaged_lite_file_is_named_with_its_bad_field_by_every_command(saved_model, tmp_path, capsys, command):
+    lite = tmp_path / "m.lite"
+    assert main(["export", str(saved_model), "-o", str(lite), "--no-verify"]) == 0
+    corrupt = _corrupt_lite(lite, tmp_path / "corrupt.lite")
+    np.save(tmp_path / "x.npy", np.zeros((2, 28, 28), np.float32))
+    arguments = {"inspect": ["inspect", str(corrupt)], "verify": ["verify", str(saved_model), str(corrupt)],
+                 "run": ["run", str(corrupt), "--input", str(tmp_path / "x.npy")]}[command]  # fmt: skip
+    capsys.readouterr()
+    assert main(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"emberflow {command}: {corrupt}: Model vtable size spans bytes 16777236..16777238") and "\n" not in error
+
+
+def test_a_closed_pipe_ends_the_command_quietly(run_files):
+    import subprocess  # noqa: PLC0415
+
+    _model, folder, _inputs = run_files
+    process = subprocess.Popen([sys.executable, "-m", "exporter.cli", "inspect", str(folder / "m.lite")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    process.stdout.close()  # as `| head` does once it has its lines: every write now fails with EPIPE
+    error = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 1 and error == ""
+
+
+def test_litert_s_native_log_stays_off_stderr(run_files, capfd):
+    from exporter.verify import run_file  # noqa: PLC0415
+
+    _model, folder, inputs = run_files
+    capfd.readouterr()
+    assert run_file(folder / "m.lite", inputs).shape == (7, 10)
+    assert main(["bench", str(folder / "m.lite"), "--runs", "2"]) == 0
+    error = capfd.readouterr().err
+    assert "XNNPACK" not in error and "INFO:" not in error
 
 
 def test_export_check_writes_nothing(saved_model, tmp_path, capsys):

@@ -7,6 +7,7 @@ that accuracy losses are measured on real data rather than on random weights.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -18,6 +19,7 @@ from exporter.lite import to_lite
 from exporter.lite.schema import BuiltinOperator, TensorType
 from exporter.lite.verify import verify
 from exporter.quantize import quantization_report
+from exporter.quantize.report import LayerError, QuantizationReport
 from tests.exporter.test_lite import MODELS, _batch, _randomized
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
@@ -400,6 +402,7 @@ def test_single_samples_get_a_batch_axis(trained, mnist):
         ({"quantize": "dynamic", "inference_input_type": "int8"}, "needs quantize='int8'"),
         ({"quantize": "int8", "calibration": np.zeros((2, 28, 28)), "inference_output_type": "uint8"}, "'float32'"),
         ({"quantize": "int8", "calibration": np.zeros((2, 28, 27), np.float32)}, r"28, 28\), got \(2, 28, 27\)"),
+        ({"quantize": "int8", "calibration": np.zeros((5, 784), np.float32)}, r"28, 28\), got \(5, 784\)$"),
         ({"quantize": "int8", "calibration": np.full((2, 28, 28), np.nan, np.float32)}, "NaN"),
         ({"quantize": "int8", "calibration": np.zeros((0, 28, 28), np.float32)}, "no batches"),
         ({"quantize": "int8", "calibration": iter([])}, "no batches"),
@@ -492,7 +495,8 @@ def test_report_measures_each_layer_against_the_float_file(trained, mnist, tmp_p
         layer.sqnr_db for layer in report.layers if layer is not worst[0]
     )
     table = report.table()
-    assert len(table.splitlines()) == 2 + len(report.layers) and "SQNR dB" in table and "<- worst" in table
+    assert len(table.splitlines()) == 2 + len(report.layers) and "SQNR dB" in table
+    assert table.count("<- worst") == len(report.standouts())
     png = tmp_path / "report.png"
     assert report.plot(png) == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -510,6 +514,24 @@ def test_report_on_int8_file_ranks_layers(trained, mnist):
     assert report.layers[0].max_abs <= 0.5 / 255  # the input, quantized at MNIST's own step of 1/255
     assert all(20 < layer.sqnr_db < 80 for layer in report.layers[1:])  # 8 bits: ~6 dB a bit, less the noise
     assert report.worst(1)[0] in report.layers[1:]
+
+
+@pytest.mark.parametrize(
+    "sqnrs, marked",
+    [
+        ([math.inf, 31.0, 29.5, 30.2], []),  # a 4-layer model whose layers are all alike: nothing stands out
+        ([math.inf, 40.0, 21.0, 41.0, 23.5, 39.0], [21.0, 23.5]),  # two far below the rest, within 3 dB of each other
+        ([math.inf, 40.0, 21.0, 41.0, 25.0, 39.0], [21.0]),  # the second is 4 dB above the worst: not marked
+        ([math.inf, 12.0, 40.0, 41.0], [12.0]),
+        ([math.inf, math.inf], []),
+    ],
+)
+def test_report_marks_only_layers_that_stand_out(sqnrs, marked):
+    layers = [LayerError("FULLY_CONNECTED", f"layer_{k}", 0.1, 0.01, sqnr) for k, sqnr in enumerate(sqnrs)]
+    report = QuantizationReport(layers)
+    assert [layer.sqnr_db for layer in report.standouts()] == marked
+    rows = report.table().splitlines()[2:]
+    assert [float(row.split()[5]) for row in rows if row.endswith("<- worst")] == sorted(marked, key=sqnrs.index)
 
 
 def test_report_chart_without_matplotlib_says_how_to_get_it(trained, mnist, tmp_path, monkeypatch):

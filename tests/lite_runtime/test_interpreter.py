@@ -266,3 +266,63 @@ def test_reshape_output_is_a_view_of_its_input_and_skips_invoke(exported, rng):
     interpreter.set_tensor(input_index, x)
     interpreter.invoke()
     np.testing.assert_array_equal(interpreter.get_tensor(flattened[0]), x.reshape(1, -1))
+
+
+# -- run(): one array, quantized inputs, shape errors; num_threads ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def int8_io_mlp():
+    tf.keras.utils.set_random_seed(3)
+    calibration = np.random.default_rng(4).random((64, 28, 28), dtype=np.float32)
+    return to_lite(_mlp(), quantize="int8", calibration=calibration, inference_input_type="int8",
+                   inference_output_type="int8")  # fmt: skip
+
+
+def _round_half_away_reference(values):
+    return np.sign(values) * np.floor(np.abs(values) + 0.5)
+
+
+def test_run_quantizes_float_inputs_for_an_int8_input_like_tflites_quantize(int8_io_mlp, rng):
+    interpreter = lite_runtime.Interpreter(model_content=int8_io_mlp)
+    details = interpreter.get_input_details()[0]
+    assert details["dtype"] is np.int8
+    scale, zero_point = details["quantization"]
+    x = rng.random((5, 28, 28), dtype=np.float32) * 1.2 - 0.1  # some values fall outside the int8 range
+    x[0, 0, :4] = np.float32(scale) * np.array([0.5, 2.5, 4.5, 6.5], np.float32)  # ties round away from zero
+    scaled = x.astype(np.float32) / np.float32(scale)
+    quantized = np.clip(_round_half_away_reference(scaled) + zero_point, -128, 127)
+    assert (np.round(scaled) != _round_half_away_reference(scaled)).any()  # the ties are there to be got wrong
+    reference = lite_runtime.Interpreter(model_content=int8_io_mlp)
+    (expected,) = reference.run([quantized.astype(np.int8)])
+    (got,) = interpreter.run([x])
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(interpreter.get_tensor(details["index"]), quantized.astype(np.int8))
+
+
+def test_run_refuses_a_float_input_for_an_int8_input_without_a_scale(int8_io_mlp):
+    interpreter = lite_runtime.Interpreter(model_content=int8_io_mlp)
+    index = interpreter.get_input_details()[0]["index"]
+    tensors = interpreter._model.tensors
+    tensors[index] = tensors[index]._replace(scales=np.zeros(0, np.float32), zero_points=np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="is int8 without a quantization scale, got float32"):
+        interpreter.run([np.zeros((1, 28, 28), np.float32)])
+
+
+def test_run_takes_a_single_array_for_a_one_input_model_and_names_a_wrong_shape(exported, rng):
+    interpreter = lite_runtime.Interpreter(model_content=exported["mlp"])
+    x = rng.standard_normal((5, 28, 28)).astype(np.float32)
+    (from_array,) = interpreter.run(x)
+    np.testing.assert_allclose(from_array, _reference(exported["mlp"], x), atol=1e-5, rtol=1e-5)
+    name = interpreter.get_signature_list()["serving_default"]["inputs"][0]
+    with pytest.raises(ValueError, match=rf"^input '{name}' expects \(batch, 28, 28\) float32, got \(5, 784\) float32$"):
+        interpreter.run(x.reshape(5, 784))
+    with pytest.raises(ValueError, match=r"expects \(batch, 28, 28\) float32, got \(5, 28, 27\)"):
+        interpreter.run([x[:, :, :27]])
+
+
+def test_num_threads_is_accepted_and_kept_as_tflite_users_pass_it(exported):
+    assert lite_runtime.Interpreter(model_content=exported["mlp"], num_threads=2).num_threads == 2
+    assert lite_runtime.Interpreter(model_content=exported["mlp"]).num_threads is None
+    with pytest.raises(ValueError, match="num_threads should be >= 1 or -1"):
+        lite_runtime.Interpreter(model_content=exported["mlp"], num_threads=0)

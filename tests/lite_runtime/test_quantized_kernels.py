@@ -97,6 +97,35 @@ def test_multiply_by_quantized_multiplier_broadcasts_per_channel():
     np.testing.assert_array_equal(twice, [[5, 3, 30], [-5, -3, -30]])  # ±2.5 round away from zero
 
 
+def _float32_neighbours(centres, ulps: int) -> np.ndarray:
+    """Every float32 within ``ulps`` steps of each of ``centres``."""
+    bits = np.asarray(centres, np.float32).view(np.int32)[:, None] + np.arange(-ulps, ulps + 1, dtype=np.int32)
+    return bits.astype(np.int32).view(np.float32).ravel()
+
+
+def test_round_half_away_in_place_is_exact_near_every_half_and_integer():
+    centres = np.concatenate([np.arange(-300, 300.5, 0.5), [0.49999997, -0.49999997, 2.0**23, 2.0**24, -(2.0**23)]])
+    values = np.concatenate([_float32_neighbours(centres[centres != 0], 64), [0.0, -0.0, 1e-45, -1e-45, 3e38, -3e38]])
+    values = values.astype(np.float32)
+    expected = fixed_point.round_half_away(values)
+    got = values.copy()
+    fixed_point.round_half_away_in_place(got, np.empty_like(got))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_rescale_in_place_equals_multiply_by_quantized_multiplier(rng):
+    x = np.concatenate([[INT32_MIN, INT32_MAX, 0, 1, -1, 2**24, -(2**24)], rng.integers(INT32_MIN, INT32_MAX, 200)])
+    for shift in range(-31, 31):
+        for multiplier in (2**30, 2**31 - 1, int(rng.integers(2**30, 2**31))):
+            got = x.astype(np.int64)
+            fixed_point.rescale_in_place(got, fixed_point.Rescale.of(multiplier, shift))
+            np.testing.assert_array_equal(got, fixed_point.multiply_by_quantized_multiplier(x, multiplier, shift))
+    multipliers, shifts = fixed_point.quantize_multipliers(rng.uniform(1e-4, 3.0, 5))
+    got = np.tile(x[:20, None], (1, 5)).astype(np.int64)
+    fixed_point.rescale_in_place(got, fixed_point.Rescale.of(multipliers, shifts))
+    np.testing.assert_array_equal(got, fixed_point.multiply_by_quantized_multiplier(x[:20, None], multipliers, shifts))
+
+
 # -- the fast products against plain int64 arithmetic --------------------------------------------------------
 def _node(code, inputs, outputs, options):
     return Node(0, Op(code).name, inputs, len(outputs), outputs, options,
@@ -145,6 +174,28 @@ def _scalar_multiply(x: int, multiplier: int, shift: int) -> int:
     return (x * multiplier + (1 << (total_shift - 1))) >> total_shift
 
 
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_row_quantizer_vectorized_equals_row_by_row(asymmetric, rng):
+    """The vectorized quantization parameters (many rows) equal the plain per-row ones (a few rows)."""
+    from lite_runtime.kernels.quantized_linear import RowQuantizer  # noqa: PLC0415
+
+    depth = 12
+    x = rng.standard_normal((60, depth)) * rng.uniform(1e-3, 1e3, (60, 1))
+    x[:8] = 0.0
+    x[1, 3], x[2, 5], x[3] = 1.0, -2.5, np.linspace(0, 1, depth)  # one-sided rows
+    x[4], x[5] = -x[3], np.linspace(-1, 255 / 256, depth)  # zero points at the ends and near a half
+    x[6], x[7] = np.linspace(-127, 128, depth), np.linspace(-1e-30, 1e-30, depth)
+    x = x.astype(np.float32)
+    node = _node(Op.FULLY_CONNECTED, [], [], {})
+    many = RowQuantizer(node, len(x), depth, asymmetric)
+    values = many.quantize(x).copy()
+    for row in range(len(x)):
+        one = RowQuantizer(node, 1, depth, asymmetric)
+        np.testing.assert_array_equal(one.quantize(x[row : row + 1]), values[row : row + 1], err_msg=f"row {row}")
+        for name in ("scales", "inverse", "zero_points"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(many, name)[row : row + 1], err_msg=f"{name} {row}")
+
+
 # -- single-op files from our exporter, against LiteRT ----------------------------------------------------
 def _sequential(shape, *layers):
     return lambda: tf.keras.Sequential([tf.keras.Input(shape), *layers])
@@ -175,6 +226,7 @@ SINGLE_OPS = {
     "tanh": (_sequential((9,), L.Activation("tanh")), (9,)),
     "relu": (_sequential((9,), L.ReLU()), (9,)),
     "relu6": (_sequential((9,), L.Activation("relu6")), (9,)),
+    "leaky_relu": (_sequential((9,), L.LeakyReLU(0.2)), (9,)),
     "add": (_merge(L.Add), (6,)),
     "mul": (_merge(L.Multiply), (6,)),
     "sub": (_merge(L.Subtract), (6,)),
@@ -232,7 +284,12 @@ def assert_matches_litert(data: bytes, x: np.ndarray, step: float, reference_ste
 def twice_rounded(monkeypatch):
     """Our kernels with the reference kernels' gemmlowp requantization instead of LiteRT's default."""
     twice = fixed_point.multiply_by_quantized_multiplier_twice_rounded
+
+    def twice_in_place(x, rescale):
+        np.copyto(x, twice(x, rescale.multiplier, 31 - rescale.right_shift))
+
     monkeypatch.setattr(fixed_point, "multiply_by_quantized_multiplier", twice)
+    monkeypatch.setattr(fixed_point, "rescale_in_place", twice_in_place)
 
 
 @pytest.fixture(scope="module")
@@ -258,12 +315,65 @@ def test_int8_kernel_matches_litert(int8_files, name, rng):
 
 
 # LiteRT's reference FULLY_CONNECTED rounds once, like its default: the files holding one (the merge models
-# start with Dense layers) are left out here.
+# start with Dense layers) are left out here, and LEAKY_RELU, which XNNPACK computes its own way.
 @pytest.mark.parametrize("name", sorted(name for name in SINGLE_OPS if "fully_connected" not in name and
-                                        name not in ("add", "mul", "sub", "concatenation")))  # fmt: skip
+                                        name not in ("add", "mul", "sub", "concatenation", "leaky_relu")))  # fmt: skip
 def test_twice_rounded_kernel_matches_the_reference_kernels_bit_for_bit(int8_files, name, rng, twice_rounded):
     data, shape = int8_files[name], SINGLE_OPS[name][1]
     assert assert_int8_tensors_match_reference(data, _inputs(rng, shape)) > 0
+
+
+@pytest.mark.parametrize(("alpha", "low", "high"), [(0.2, -3, 5), (0.3, -7, 2), (0.001, -1, 0.5), (0.003, -1, 0.5)])
+def test_int8_leaky_relu_matches_litert_on_every_code(alpha, low, high, rng):
+    """All 256 codes through one LEAKY_RELU: XNNPACK takes the first three (8-bit multipliers), TFLite's
+    kernel the last, whose alpha·scale is below XNNPACK's 1/256."""
+    model = tf.keras.Sequential([tf.keras.Input((256,)), L.LeakyReLU(alpha)])
+    calibration = rng.uniform(low, high, (16, 256)).astype(np.float32)
+    data = to_lite(model, quantize="int8", calibration=calibration, inference_input_type="int8", inference_output_type="int8")
+    codes = np.arange(-128, 128, dtype=np.int8)[None]
+    assert_matches_litert(data, codes, step=1)
+
+
+def test_hybrid_batch_matmul_matches_litert(rng):
+    weights = tf.constant(rng.standard_normal((3, 16, 40)).astype(np.float32))
+    square = tf.constant(rng.standard_normal((16, 64)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec((3, 5, 16), tf.float32)])
+    def batched(a):
+        return tf.matmul(a, weights)
+
+    @tf.function(input_signature=[tf.TensorSpec((16, 5), tf.float32)])
+    def transposed(a):
+        return tf.matmul(a, square, transpose_a=True)
+
+    for function, shape in ((batched, (3, 5, 16)), (transposed, (16, 5))):
+        data = to_lite(function, quantize="dynamic")
+        assert [op.name for op in lite_runtime.Interpreter(model_content=data)._model.operators] == ["BATCH_MATMUL"]
+        x = rng.standard_normal(shape).astype(np.float32)
+        x[1] = 0.0  # an all-zero row quantizes with scale 1
+        (ours,) = lite_runtime.Interpreter(model_content=data).run([x])
+        for resolver in (REFERENCE, BUILTIN, DEFAULT):
+            theirs = _litert(data, x, resolver)
+            np.testing.assert_allclose(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]), rtol=1e-5, atol=1e-5,
+                                       err_msg=resolver.name)  # fmt: skip
+
+
+def test_gather_from_an_int8_table_matches_litert(rng):
+    table = tf.constant(rng.standard_normal((300, 8)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec((4, 6), tf.int32)])
+    def embed(ids):
+        return tf.gather(table, ids) * 2.0
+
+    data = to_lite(embed, quantize="dynamic")
+    model = lite_runtime.Interpreter(model_content=data)._model
+    gather = next(op for op in model.operators if op.name == "GATHER")
+    assert model.tensors[gather.inputs[0]].dtype == np.int8
+    ids = rng.integers(0, 300, (4, 6)).astype(np.int32)
+    (ours,) = lite_runtime.Interpreter(model_content=data).run([ids])
+    for resolver in (REFERENCE, DEFAULT):
+        theirs = _litert(data, ids, resolver)
+        np.testing.assert_array_equal(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]))
 
 
 def _hybrid_file(build, asymmetric: bool) -> bytes:
@@ -292,13 +402,14 @@ def test_hybrid_kernel_matches_litert(name, asymmetric, rng):
     data = _hybrid_file(build, asymmetric)
     x = _inputs(rng, shape)
     x[1] = 0.0  # an all-zero row quantizes with scale 1
-    (ours,) = lite_runtime.Interpreter(model_content=data).run([x])
-    # Not DEFAULT: its XNNPACK delegate quantizes a hybrid input its own way (outputs ~1% apart), while
-    # TFLite's own kernels, reference and optimized, agree with each other and with ours.
-    for resolver in (REFERENCE, BUILTIN):
-        theirs = _litert(data, x, resolver)
-        np.testing.assert_allclose(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]), rtol=1e-5, atol=1e-5,
-                                   err_msg=resolver.name)  # fmt: skip
+    for batch in (x, x[:3]):  # the quantization parameters vectorized, and row by row (a few rows)
+        (ours,) = lite_runtime.Interpreter(model_content=data).run([batch])
+        # Not DEFAULT: its XNNPACK delegate quantizes a hybrid input its own way (outputs ~1% apart), while
+        # TFLite's own kernels, reference and optimized, agree with each other and with ours.
+        for resolver in (REFERENCE, BUILTIN):
+            theirs = _litert(data, batch, resolver)
+            np.testing.assert_allclose(ours, theirs.get_tensor(theirs.get_output_details()[0]["index"]), rtol=1e-5,
+                                       atol=1e-5, err_msg=resolver.name)  # fmt: skip
 
 
 def _with_per_tensor_weights(model, code) -> None:

@@ -28,6 +28,9 @@ class OpCase:
     gradient_unsupported: str | None = None  # why its gradient raises GradientNotSupportedError
     epsilon: float = 1e-6  # finite-difference step
     tolerance: float = 1e-6  # relative and absolute tolerance against finite differences
+    # Inputs held fixed by the gradient tests: ones that must stay consistent with another input (a
+    # pooled maximum and the image it came from), where moving one alone leaves the op's domain.
+    fixed: tuple = ()
 
 
 CASES: dict[str, Callable[[np.random.Generator], OpCase]] = {}
@@ -485,6 +488,15 @@ def _(name, rng):
     if name == "max_pool2d_grad_grad":
         return OpCase([x, normal(rng, image)], attrs)
     return OpCase([x, normal(rng, (image[0], *out, image[3]))], attrs)
+
+
+@case("max_pool2d_grad_from_output")
+def _(name, rng):
+    image, kernel, strides, _, padding, out = _window_case(rng, dilate=False)
+    attrs = {"ksize": kernel, "strides": strides, "padding": padding}
+    x = distinct(rng, image)
+    pooled = trainer.ops.conv_ops.max_pool2d_op.forward(np, x, **attrs)
+    return OpCase([x, pooled, normal(rng, pooled.shape)], attrs, fixed=(0, 1))
 
 
 # -- control flow: the subgraphs come from tracing tf.cond / tf.while_loop on the case's inputs ----------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import zipfile
 
 import numpy as np
@@ -261,3 +262,170 @@ def test_a_failed_save_leaves_the_previous_checkpoint(tmp_path):
         checkpoint.write(str(tmp_path / "ckpt"))
     assert os.listdir(tmp_path) == ["ckpt.ckpt"]
     assert float(tf.train.load_variable(path, "value")) == 1.0
+
+
+def _gan():
+    generator = tf.keras.Sequential([tf.keras.layers.Dense(3)])
+    generator.build((None, 2))
+    discriminator = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+    discriminator.build((None, 3))
+    return {
+        "generator": generator,
+        "discriminator": discriminator,
+        "generator_optimizer": tf.keras.optimizers.Adam(1e-2),
+        "discriminator_optimizer": tf.keras.optimizers.Adam(1e-2),
+    }
+
+
+def _gan_step(objects):
+    generator, discriminator = objects["generator"], objects["discriminator"]
+    noise = tf.constant(np.random.default_rng(5).normal(size=(4, 2)).astype(np.float32))
+    with tf.GradientTape() as generator_tape, tf.GradientTape() as discriminator_tape:
+        score = discriminator(generator(noise))
+        generator_loss = tf.reduce_mean(tf.square(score - 1.0))
+        discriminator_loss = tf.reduce_mean(tf.square(score))
+    for model, tape, loss, optimizer in (
+        (generator, generator_tape, generator_loss, objects["generator_optimizer"]),
+        (discriminator, discriminator_tape, discriminator_loss, objects["discriminator_optimizer"]),
+    ):
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+
+
+def test_two_models_with_their_own_optimizers_restore_and_train_on(tmp_path):
+    # The TF DCGAN tutorial's checkpoint: each optimizer must be rebuilt on its own model's variables.
+    trained = _gan()
+    _gan_step(trained)
+    path = tf.train.Checkpoint(**trained).save(str(tmp_path / "ckpt"))
+    restored = _gan()
+    tf.train.Checkpoint(**restored).restore(path).assert_consumed()
+    for objects in (trained, restored):
+        _gan_step(objects)
+    for name in ("generator", "discriminator"):
+        for a, b in zip(_weights(trained[name]), _weights(restored[name])):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_an_optimizer_built_on_untracked_variables_must_be_built_before_restore(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    _train(model, optimizer, 1)
+    path = tf.train.Checkpoint(optimizer=optimizer).save(str(tmp_path / "ckpt"))  # the model is not in the checkpoint
+    fresh_model, fresh_optimizer = _model_and_optimizer()
+    with pytest.raises(CheckpointError, match=r"optimizer 'optimizer' was built .* call optimizer.build\(var_list\) first"):
+        tf.train.Checkpoint(optimizer=fresh_optimizer, model=fresh_model).restore(path)
+    fresh_optimizer.build(fresh_model.trainable_variables)
+    tf.train.Checkpoint(optimizer=fresh_optimizer).restore(path).assert_consumed()
+    for a, b in zip(fresh_optimizer.variables, optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_python_state_that_refuses_its_string_leaves_everything_as_it_was(tmp_path):
+    class Counter(tf.train.experimental.PythonState):
+        def __init__(self, count):
+            self.count = count
+
+        def serialize(self):
+            return str(self.count)
+
+        def deserialize(self, string):
+            self.count = int(string)
+
+    class Garbage(tf.train.experimental.PythonState):
+        def serialize(self):
+            return '{"bit_generator": "PCG64", "state": "garbage"}'
+
+        def deserialize(self, string):
+            pass
+
+    path = tf.train.Checkpoint(value=tf.Variable(5.0), counter=Counter(7), rng=Garbage()).write(str(tmp_path / "ckpt"))
+    value, counter = tf.Variable(1.0), Counter(1)
+    tf.random.set_seed(11)
+    expected_draw = tf.random.uniform((3,)).numpy()
+    tf.random.set_seed(11)
+    with pytest.raises(CheckpointError, match="invalid random generator state"):
+        tf.train.Checkpoint(value=value, counter=counter, rng=tf.train.experimental.GlobalRandomState()).restore(path)
+    assert float(value.numpy()) == 1.0 and counter.count == 1
+    np.testing.assert_array_equal(tf.random.uniform((3,)).numpy(), expected_draw)
+
+
+def test_a_kill_while_old_checkpoints_are_deleted_leaves_the_new_one_named(tmp_path, monkeypatch):
+    checkpoint = tf.train.Checkpoint(value=tf.Variable(1.0))
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1)
+    manager.save()
+    real_remove = os.remove
+
+    def killed_while_removing(path):
+        real_remove(path)
+        raise KeyboardInterrupt("simulated kill inside the sweep")
+
+    monkeypatch.setattr(os, "remove", killed_while_removing)
+    checkpoint.value.assign(2.0)
+    with pytest.raises(KeyboardInterrupt):
+        manager.save()
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-2.ckpt"]
+    assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "ckpt-2")
+    again = tf.train.CheckpointManager(tf.train.Checkpoint(value=tf.Variable(0.0)), str(tmp_path), max_to_keep=1)
+    assert again.checkpoints == [str(tmp_path / "ckpt-2")]
+    assert again.restore_or_initialize() == str(tmp_path / "ckpt-2") and float(again.checkpoint.value.numpy()) == 2.0
+
+
+@pytest.mark.parametrize("name", ["model+ckpt", "run 1", "gewichte-ü"])
+def test_any_file_name_save_accepts_is_read_back(tmp_path, name):
+    directory = tmp_path / "my run+1"
+    path = tf.train.Checkpoint(value=tf.Variable(3.0)).save(str(directory / name))
+    assert tf.train.latest_checkpoint(str(directory)) == path
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(value=tf.Variable(0.0)), str(directory), max_to_keep=2, checkpoint_name=name)
+    assert manager.restore_or_initialize() == path and float(manager.checkpoint.value.numpy()) == 3.0
+    saved = manager.save()
+    assert tf.train.latest_checkpoint(str(directory)) == saved
+
+
+@pytest.mark.parametrize("name", ["a/b", "a\\\\b", "a\\u0000b", ".", ".."])
+def test_state_file_names_that_could_escape_the_directory_are_refused(tmp_path, name):
+    (tmp_path / "checkpoint").write_text(f'model_checkpoint_path: "{name}"\n')
+    with pytest.raises(CheckpointError, match="quoted file name in the checkpoint directory"):
+        tf.train.latest_checkpoint(str(tmp_path))
+
+
+def test_manager_checkpoint_interval_follows_tensorflow_after_a_restart(tmp_path):
+    def manager_and_step():
+        step = tf.Variable(0, dtype=tf.int64)
+        checkpoint = tf.train.Checkpoint(step=step)
+        return tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=None, step_counter=step, checkpoint_interval=10), step
+
+    manager, step = manager_and_step()
+    step.assign(10)
+    assert manager.save() is not None
+    restarted, step = manager_and_step()
+    assert restarted.restore_or_initialize() is not None and int(step.numpy()) == 10
+    step.assign(11)
+    assert restarted.save() is None  # the restored step counts as the last save
+    assert restarted.save(check_interval=False) is not None
+    assert restarted.save(check_interval=False) is None  # a second save at the same step
+    step.assign(21)
+    assert restarted.save() is not None
+
+
+def test_manager_recovery_without_timestamps_or_with_a_clock_that_went_back(tmp_path):
+    checkpoint = tf.train.Checkpoint(value=tf.Variable(0.0))
+    first = checkpoint.save(str(tmp_path / "ckpt"))  # Checkpoint.save records no timestamps, as TensorFlow's does
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1)
+    assert manager.checkpoints == []  # like TensorFlow: counted as saved at last_preserved_timestamp, so never deleted
+    manager.save()
+    last = manager.save()
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", "ckpt-1.ckpt", "ckpt-3.ckpt"]
+    assert tf.train.latest_checkpoint(str(tmp_path)) == last and os.path.basename(first) == "ckpt-1"
+
+    future = time.time() + 7200.0  # written by a machine whose clock was ahead; ours went back
+    other = tmp_path / "future"
+    other.mkdir()
+    tf.train.Checkpoint(value=tf.Variable(1.0)).write(str(other / "ckpt-1"))
+    (other / "checkpoint").write_text(
+        f'model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "ckpt-1"\n'
+        f"all_model_checkpoint_timestamps: {future!r}\nlast_preserved_timestamp: {future - 3600.0!r}\n"
+    )
+    behind = tf.train.CheckpointManager(tf.train.Checkpoint(value=tf.Variable(0.0)), str(other), max_to_keep=1)
+    assert behind.checkpoints == []  # its timestamp is taken as now: not newer than the preserved mark, so kept
+    behind.save(checkpoint_number=2)
+    behind.save(checkpoint_number=3)
+    assert sorted(os.listdir(other)) == ["checkpoint", "ckpt-1.ckpt", "ckpt-3.ckpt"]

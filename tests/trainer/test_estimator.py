@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -103,6 +105,145 @@ def test_a_train_call_interrupted_and_repeated_matches_an_uninterrupted_one(tmp_
         np.testing.assert_array_equal(crashed.get_variable_value(name), uninterrupted.get_variable_value(name), err_msg=name)
 
 
+def test_a_crash_in_a_second_train_call_resumes_to_the_same_weights(tmp_path):
+    class Crash(tf.estimator.SessionRunHook):
+        def after_run(self, run_context, run_values):
+            if run_values.results["global_step"] == 17:
+                raise KeyboardInterrupt("simulated crash after step 17 (checkpoint at 15)")
+
+    uninterrupted = _estimator(tmp_path / "a")
+    uninterrupted.train(_input_fn(), max_steps=10)
+    uninterrupted.train(_input_fn(), max_steps=30)
+    crashed = _estimator(tmp_path / "b")
+    crashed.train(_input_fn(), max_steps=10)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.train(_input_fn(), max_steps=30, hooks=[Crash()])
+    assert int(crashed.get_variable_value("global_step")) == 15
+    crashed.train(_input_fn(), max_steps=30)
+    for name in uninterrupted.get_variable_names():
+        np.testing.assert_array_equal(crashed.get_variable_value(name), uninterrupted.get_variable_value(name), err_msg=name)
+
+
+def _edit_progress(path, edit):
+    """Rewrites the train_progress state inside the checkpoint file ``path`` with ``edit(call)``."""
+    file = path + ".ckpt"
+    with zipfile.ZipFile(file) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(entries["checkpoint.json"])
+    progress = json.loads(manifest["python_state"]["train_progress"])
+    edit(progress["call"])
+    manifest["python_state"]["train_progress"] = json.dumps(progress)
+    entries["checkpoint.json"] = json.dumps(manifest)
+    with zipfile.ZipFile(file, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda call: call.update(start_step=1), "began at step 1 and trained 5 batches, but the global step is 5"),
+        (lambda call: call.pop("start_step"), "train_progress must hold"),
+        (lambda call: call.pop("max_steps"), "train_progress must hold"),
+    ],
+)
+def test_progress_that_disagrees_with_the_checkpoint_is_refused(tmp_path, edit, message):
+    estimator = _estimator(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        estimator.train(_input_fn(), max_steps=20, hooks=[_CrashAt(7)])
+    _edit_progress(estimator.latest_checkpoint(), edit)
+    with pytest.raises(tf.train.CheckpointError, match=message):
+        estimator.train(_input_fn(), max_steps=20)
+
+
+class _CrashAt(tf.estimator.SessionRunHook):
+    def __init__(self, step):
+        self.step = step
+
+    def after_run(self, run_context, run_values):
+        if run_values.results["global_step"] == self.step:
+            raise KeyboardInterrupt(f"simulated crash after step {self.step}")
+
+
+def test_run_config_logging_off_and_replace_switches_the_checkpoint_trigger(tmp_path):
+    estimator = _estimator(tmp_path, log_step_count_steps=None)
+    estimator.train(_input_fn(), steps=2)
+    assert int(estimator.get_variable_value("global_step")) == 2
+    by_secs = tf.estimator.RunConfig(save_checkpoints_steps=10).replace(save_checkpoints_secs=30)
+    assert (by_secs.save_checkpoints_steps, by_secs.save_checkpoints_secs) == (None, 30)
+    by_steps = tf.estimator.RunConfig(save_checkpoints_secs=30).replace(save_checkpoints_steps=10)
+    assert (by_steps.save_checkpoints_steps, by_steps.save_checkpoints_secs) == (10, None)
+    with pytest.raises(ValueError, match="at most one of save_checkpoints_steps and save_checkpoints_secs"):
+        tf.estimator.RunConfig().replace(save_checkpoints_steps=10, save_checkpoints_secs=30)
+
+
+class _Recorder(tf.estimator.SessionRunHook):
+    def __init__(self, calls, name):
+        self.calls, self.name = calls, name
+
+    def begin(self):
+        self.calls.append((self.name, "begin"))
+
+    def after_create_session(self, session, coord):
+        self.calls.append((self.name, "after_create_session"))
+
+    def before_run(self, run_context):
+        self.calls.append((self.name, "before_run"))
+
+    def after_run(self, run_context, run_values):
+        self.calls.append((self.name, "after_run", sorted(run_values.results)))
+
+    def end(self, session):
+        self.calls.append((self.name, "end"))
+
+
+def test_evaluate_and_predict_run_every_hook_method(tmp_path):
+    calls = []
+
+    def hooked_model_fn(features, labels, mode, params):
+        spec = model_fn(features, labels, mode, params)
+        if mode == tf.estimator.ModeKeys.PREDICT:
+            return tf.estimator.EstimatorSpec(mode, predictions=spec.predictions, prediction_hooks=[_Recorder(calls, "spec")])
+        return spec
+
+    estimator = tf.estimator.Estimator(hooked_model_fn, model_dir=str(tmp_path), params={"learning_rate": 0.05})
+    estimator.train(_input_fn(), steps=2)
+    estimator.evaluate(_input_fn(batch=48, repeat=False), hooks=[_Recorder(calls, "user")])
+    step = ("user", "after_run", ["global_step", "loss"])
+    assert calls == [("user", "begin"), ("user", "after_create_session")] + [("user", "before_run"), step] * 2 + [("user", "end")]
+    calls.clear()
+    predictions = list(estimator.predict(_input_fn(batch=48, repeat=False), hooks=[_Recorder(calls, "user")]))
+    assert len(predictions) == len(X)
+    per_batch = [("user", "before_run"), ("spec", "before_run"), ("user", "after_run", ["predictions"]), ("spec", "after_run", ["predictions"])]
+    expected = [(name, method) for method in ("begin", "after_create_session") for name in ("user", "spec")]
+    assert calls == expected + per_batch * 2 + [("user", "end"), ("spec", "end")]
+
+
+@pytest.mark.parametrize(
+    "classifier, n_classes, labels, message",
+    [
+        ("LinearClassifier", 2, [0, 1, 2, 1], r"labels must be 0 or 1 \(a binary classifier\); got label 2"),
+        ("DNNClassifier", 3, [0, 1, 3, 1], r"labels must be class ids in \[0, 3\); got label 3"),
+        ("LinearClassifier", 3, [0, -1, 2, 1], r"labels must be class ids in \[0, 3\); got label -1"),
+        ("DNNClassifier", 2, [0.0, 0.5, 1.0, 1.0], r"labels must be integer class ids in \[0, 2\), got 0.5"),
+    ],
+)
+def test_premade_classifiers_refuse_labels_out_of_range(tmp_path, classifier, n_classes, labels, message):
+    columns = [tf.feature_column.numeric_column("x", shape=4)]
+    arguments = {"hidden_units": [4]} if classifier == "DNNClassifier" else {}
+    estimator = getattr(tf.estimator, classifier)(feature_columns=columns, n_classes=n_classes, model_dir=str(tmp_path), **arguments)
+    labels = np.array(labels)
+
+    def input_fn():
+        return tf.data.Dataset.from_tensor_slices(({"x": X[:4]}, labels)).batch(4)
+
+    with pytest.raises(ValueError, match=f"{classifier}: {message}"):
+        estimator.train(input_fn, steps=1)
+    estimator.train(lambda: tf.data.Dataset.from_tensor_slices(({"x": X[:4]}, np.array([0, 1, 1, 0]))).batch(4), steps=1)
+    with pytest.raises(ValueError, match=message):
+        estimator.evaluate(input_fn)
+
+
 def test_estimator_errors_say_what_is_wrong(tmp_path):
     estimator = _estimator(tmp_path)
     with pytest.raises(ValueError, match="Could not find trained model in model_dir"):
@@ -175,19 +316,6 @@ def test_linear_classifier_separates_a_separable_problem(tmp_path):
     prediction = next(iter(classifier.predict(_input_fn(repeat=False))))
     np.testing.assert_allclose(prediction["logistic"], 1 / (1 + np.exp(-prediction["logits"])), rtol=1e-5)
     np.testing.assert_allclose(prediction["probabilities"].sum(), 1.0, rtol=1e-6)
-
-
-def test_numeric_columns_check_their_input():
-    column = tf.feature_column.numeric_column("x", shape=(2,), normalizer_fn=lambda value: value * 2.0)
-    from trainer.feature_column import dense_input
-
-    np.testing.assert_array_equal(dense_input({"x": tf.constant([[1.0, 2.0]])}, [column]).numpy(), [[2.0, 4.0]])
-    with pytest.raises(KeyError, match="feature 'x' is not in the features dict"):
-        dense_input({"y": tf.constant([[1.0, 2.0]])}, [column])
-    with pytest.raises(ValueError, match="per-example shape \\(3,\\)"):
-        dense_input({"x": tf.constant([[1.0, 2.0, 3.0]])}, [column])
-    with pytest.raises(ValueError, match="dtype must be a floating dtype"):
-        tf.feature_column.numeric_column("x", dtype=tf.int32)
 
 
 def _numpy_adagrad(weights, gradients, learning_rate, initial=0.1, epsilon=1e-7):

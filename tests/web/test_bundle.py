@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import re
+import zipfile
 
 import numpy as np
 import pytest
 
+import trainer as tf
 from exporter.cli import main as emberflow
+from exporter.lite import to_lite
 from exporter.errors import ExportError
 from lite_runtime import Interpreter
 from web_export import bundle
@@ -117,6 +121,84 @@ def test_bad_input_raises_export_error_and_writes_nothing(lite_file, tmp_path, m
     with pytest.raises(ExportError, match=re.escape(message)):
         bundle(make_input(tmp_path, lite_file), tmp_path / "site", **options)
     assert not (tmp_path / "site").exists()
+
+
+def _dense_model(input_shape, units):
+    model = tf.keras.Sequential([tf.keras.Input(input_shape), tf.keras.layers.Dense(units, activation="softmax")])
+    model.build((None, *input_shape))
+    return model
+
+
+def test_flat_square_input_is_drawn_as_an_image(tmp_path):
+    model = _dense_model((784,), 10)
+
+    manifest = bundle(model, tmp_path / "site")
+
+    assert manifest["inputs"][0]["shape"] == [-1, 784]
+    assert manifest["preprocessing"] == {
+        "kind": "image",
+        "height": 28,
+        "width": 28,
+        "channels": 1,
+        "scale": [0, 1],
+        "invert": False,
+    }
+    # the page hands the model its 28×28 drawing row by row: the flattened image, batch read from the length
+    (outputs,) = Interpreter(model_path=str(tmp_path / "site" / "model.lite")).run([np.zeros((1, 784), np.float32)])
+    assert outputs.shape == (1, 10)
+
+
+def test_input_that_is_no_image_needs_preprocessing(tmp_path):
+    model = _dense_model((50,), 10)
+    with pytest.raises(ExportError, match=re.escape("input 'input' has shape [-1, 50], which is no grayscale image")):
+        bundle(model, tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+
+    preprocessing = {"kind": "image", "height": 5, "width": 10, "channels": 1, "scale": [0, 1], "invert": False}
+    assert bundle(model, tmp_path / "site", preprocessing=preprocessing)["preprocessing"] == preprocessing
+
+    with pytest.raises(ExportError, match=re.escape("makes 7×7 = 49 values, but the model's input 'input'")):
+        bundle(model, tmp_path / "wrong", preprocessing={**preprocessing, "height": 7, "width": 7})
+    with pytest.raises(ExportError, match="preprocessing must be"):
+        bundle(model, tmp_path / "text", preprocessing={"kind": "text"})
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        (tf.function(lambda x: tf.reduce_sum(x)), "has shape []; the page needs one score per class"),
+        (tf.function(lambda x: x * 2.0), "has shape [-1, -1]; the page needs one score per class"),
+    ],
+    ids=["scalar", "dynamic-classes"],
+)
+def test_output_without_a_fixed_class_dimension_is_refused(tmp_path, function, message):
+    lite = tmp_path / "model.lite"
+    to_lite(function, lite, input_signature=[tf.TensorSpec([None, None], tf.float32)])
+
+    with pytest.raises(ExportError, match=re.escape(message)):
+        bundle(lite, tmp_path / "site", preprocessing={"kind": "image", "height": 28, "width": 28})
+    assert not (tmp_path / "site").exists()
+
+
+def test_damaged_saved_model_raises_export_error(saved_model, tmp_path):
+    damaged = tmp_path / "damaged.ember"
+    with zipfile.ZipFile(saved_model) as source, zipfile.ZipFile(damaged, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, b"{" if item.filename == "config.json" else source.read(item))
+
+    with pytest.raises(ExportError, match="the saved model cannot be loaded: .*config.json"):
+        bundle(damaged, tmp_path / "site")
+    assert not (tmp_path / "site").exists()
+
+
+def test_file_kind_is_told_from_its_first_bytes_alone(tmp_path, monkeypatch):
+    # a big file of the wrong kind (a video, a dataset) is refused without being read into memory
+    def read_bytes(path):
+        raise AssertionError(f"read the whole of {path}")
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    with pytest.raises(ExportError, match="neither a saved model"):
+        bundle(_write(tmp_path / "video.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(4096)), tmp_path / "site")
 
 
 def test_out_dir_that_is_a_file_is_refused(mnist_model, tmp_path):

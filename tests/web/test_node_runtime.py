@@ -115,20 +115,26 @@ def _islands(x):
     return {"rows": tf.gather(tf.constant(_TABLE), ids), "y": tf.exp(x * 0.5) + tf.math.rsqrt(tf.square(x) + 1.0)}
 
 
-def _int8_layers() -> tuple[bytes, np.ndarray]:
-    """Standalone int8 RELU, LEAKY_RELU and a MEAN whose output keeps its input's scale, so that its sums of
-    16 land on exact halves (negative ones too): requantization that rounds twice, or ties away from zero,
-    gives other answers here."""
+def _int8_file(layers, shape, calibration, tie_means: bool = False) -> bytes:
+    """A full-int8 file of a Sequential model; with ``tie_means`` each MEAN's output keeps its input's scale and
+    zero point, so that its sums land on exact halves (negative ones too) wherever they are ≡ count/2 modulo
+    the count: requantization that rounds twice, or ties away from zero, answers otherwise there."""
     tf.keras.utils.set_random_seed(3)
-    model = tf.keras.Sequential([tf.keras.Input((4, 4, 6)), L.Conv2D(6, 1), L.ReLU(), L.Conv2D(6, 1), L.LeakyReLU(0.3),
-                                 L.GlobalAveragePooling2D(), L.Dense(5)])  # fmt: skip
-    x = np.random.default_rng(3).standard_normal((40, 4, 4, 6)).astype(np.float32)
-    lite = build_model(as_inference_graph(model, None))
-    quantize_model(lite, "int8", serialize(lite), x[:32])
+    lite = build_model(as_inference_graph(tf.keras.Sequential([tf.keras.Input(shape), *layers]), None))
+    quantize_model(lite, "int8", serialize(lite), calibration)
     for operator in lite.operators:
-        if lite.operator_codes[operator.opcode_index][0] == 40:  # MEAN
+        if tie_means and lite.operator_codes[operator.opcode_index][0] == 40:  # MEAN
             lite.tensors[operator.outputs[0]].quantization = lite.tensors[operator.inputs[0]].quantization
-    return serialize(lite), x[32:]
+    return serialize(lite)
+
+
+def _int8_cases(rng):
+    """(name, file, input) of single-layer int8 files: a MEAN over 16 values full of exact ties, and a
+    standalone LEAKY_RELU (lite_runtime has no int8 kernel for it yet: LiteRT's default interpreter judges)."""
+    images, rows = rng.standard_normal((40, 4, 4, 6)).astype(np.float32), rng.standard_normal((40, 64)).astype(np.float32)
+    mean = _int8_file([L.Conv2D(6, 1, activation="relu"), L.GlobalAveragePooling2D(), L.Dense(5)], (4, 4, 6), images[:32], True)
+    leaky = _int8_file([L.Dense(64), L.Reshape((8, 8)), L.LeakyReLU(0.3), L.Flatten(), L.Dense(5)], (64,), rows[:32])
+    return [("int8_mean_ties", mean, images[32:]), ("int8_leaky_relu", leaky, rows[32:] * 2)]
 
 
 def _symmetric_hybrid(model) -> bytes:
@@ -220,7 +226,7 @@ def write_cases(folder: Path) -> None:
     for name, data, x in (("matmuls_dynamic", to_lite(_matmuls, quantize="dynamic"), matmul_input),
                           ("islands_dynamic", to_lite(_islands, quantize="dynamic"), calibration[:3]),
                           ("islands_int8", to_lite(_islands, quantize="int8", calibration=calibration), calibration[:3] * 2),
-                          ("int8_layers", *_int8_layers())):  # fmt: skip
+                          *_int8_cases(rng)):  # fmt: skip
         manifest.append(_write_case(folder, name, data, x, *_reference(data, x)))
     for path in sorted(FIXTURES.glob("*.tflite")):  # TensorFlow's files; lite_runtime's tests hold it to LiteRT on them
         data, x = path.read_bytes(), np.load(path.with_suffix(".npz"))["inputs"]

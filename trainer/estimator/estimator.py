@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -65,13 +66,36 @@ class _TrainProgress(PythonState):
 
 
 def _valid_call(call) -> bool:
+    """Whether ``call`` has every key ``train`` reads, with the right types."""
     return (
         isinstance(call, dict)
         and isinstance(call.get("start_rng"), dict)
+        and type(call.get("start_step")) is int
+        and call["start_step"] >= 0
         and type(call.get("batches")) is int
         and call["batches"] >= 0
-        and (call.get("max_steps") is None or type(call.get("max_steps")) is int)
+        and "max_steps" in call
+        and (call["max_steps"] is None or type(call["max_steps"]) is int)
     )
+
+
+@dataclasses.dataclass
+class _ResumePlan:
+    """Where a ``train`` call starts: the checkpoint's global step, and the progress of the interrupted call it continues."""
+
+    start_step: int
+    interrupted: _TrainProgress | None
+
+
+@dataclasses.dataclass
+class _StepState:
+    """What the training loop works on: the traced graph, its checkpoint's manager, and the positioned input."""
+
+    graph: ModeGraph
+    global_step: Variable
+    progress: _TrainProgress
+    manager: CheckpointManager
+    iterator: object
 
 
 class Estimator:
@@ -189,28 +213,50 @@ class Estimator:
         for name, value in (("steps", steps), ("max_steps", max_steps)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"Must specify {name} > 0, given: {value}")
-        latest = self.latest_checkpoint()
-        start_step = int(load_variable(latest, GLOBAL_STEP)) if latest else 0
-        if max_steps is not None and start_step >= max_steps:
-            logger.info("Skipping training since max_steps has already saved: global_step %d >= max_steps %d.", start_step, max_steps)
-            return self
-        previous = _read_progress(latest)
-        # The same max_steps as an unfinished call in the checkpoint: that call crashed, and this one continues it.
-        resuming = max_steps is not None and previous.call is not None and not previous.finished and previous.call["max_steps"] == max_steps
-        if resuming and previous.call["batches"] > start_step:
+        with _open_checkpoint(self.latest_checkpoint()) as reader:
+            plan = self._plan_resume(reader, max_steps)
+            if max_steps is not None and plan.start_step >= max_steps:
+                logger.info("Skipping training since max_steps has already saved: global_step %d >= max_steps %d.", plan.start_step, max_steps)
+                return self
+            state = self._build_step_state(input_fn, reader, plan, max_steps)
+        stop_step = max_steps if max_steps is not None else (plan.start_step + steps if steps is not None else None)
+        self._training_loop(state, plan.start_step, stop_step, hooks, saving_listeners)
+        return self
+
+    def _plan_resume(self, reader, max_steps) -> "_ResumePlan":
+        """The global step to start at, and the interrupted call this one continues (same ``max_steps``), if any."""
+        if reader is None:
+            return _ResumePlan(0, None)
+        start_step = int(reader.read(GLOBAL_STEP))
+        previous = _TrainProgress()
+        if _PROGRESS in reader.python_state:
+            previous.deserialize(reader.python_state[_PROGRESS])
+        call = previous.call
+        if max_steps is None or call is None or previous.finished or call["max_steps"] != max_steps:
+            return _ResumePlan(start_step, None)
+        if call["start_step"] + call["batches"] != start_step:
             raise CheckpointError(
-                f"{latest}: {_PROGRESS} says the interrupted call trained {previous.call['batches']} batches, "
-                f"more than the global step {start_step}"
+                f"{reader.path}: {_PROGRESS} says the interrupted call began at step {call['start_step']} and trained "
+                f"{call['batches']} batches, but the global step is {start_step}"
             )
-        if resuming:
-            random_state.set_global_state(previous.call["start_rng"])
+        return _ResumePlan(start_step, previous)
+
+    def _build_step_state(self, input_fn, reader, plan: "_ResumePlan", max_steps) -> "_StepState":
+        """Calls ``input_fn``, traces ``model_fn``, restores ``reader``'s checkpoint and positions the input.
+
+        A call that continues an interrupted one replays it: the random state it began with, its input
+        up to the batches it had trained on, and the random state of its checkpoint.
+        """
+        interrupted = plan.interrupted
+        if interrupted is not None:
+            random_state.set_global_state(interrupted.call["start_rng"])
         else:
             self._reseed()
-        progress = _TrainProgress()
-        progress.call = {"start_rng": random_state.get_global_state(), "start_step": start_step, "max_steps": max_steps, "batches": 0}
+        new_call = {"start_rng": random_state.get_global_state(), "start_step": plan.start_step, "max_steps": max_steps, "batches": 0}
         dataset = self._dataset(input_fn, ModeKeys.TRAIN)
         graph = ModeGraph(self._model_fn, ModeKeys.TRAIN, dataset.element_spec, self._params, self._config)
-        global_step = Variable(start_step, name=GLOBAL_STEP, dtype=dtypes.int64, trainable=False)
+        global_step = Variable(plan.start_step, name=GLOBAL_STEP, dtype=dtypes.int64, trainable=False)
+        progress = _TrainProgress()
         checkpoint = KeyedCheckpoint({**self._checkpoint_variables(graph), GLOBAL_STEP: global_step}, {_PROGRESS: progress})
         config = self._config
         manager = CheckpointManager(
@@ -220,17 +266,21 @@ class Estimator:
             keep_checkpoint_every_n_hours=config.keep_checkpoint_every_n_hours,
             checkpoint_name=_CHECKPOINT_NAME,
         )
-        if latest:
-            _restore(checkpoint, latest, graph)
+        if reader is not None:
+            _restore(checkpoint, reader, graph)  # this also loads the checkpoint's progress into ``progress``
+        progress.call = dict(interrupted.call) if interrupted is not None else new_call
+        progress.finished = False
         iterator = iter(dataset)
-        if resuming:
-            progress.call = previous.call
-            for _ in range(previous.call["batches"]):  # the batches the interrupted call had trained on
+        if interrupted is not None:
+            for _ in range(interrupted.call["batches"]):  # the batches the interrupted call had trained on
                 if next(iterator, None) is None:
                     break
-            random_state.set_global_state(previous.rng)
-        progress.finished = False
-        stop_step = max_steps if max_steps is not None else (start_step + steps if steps is not None else None)
+            random_state.set_global_state(interrupted.rng)
+        return _StepState(graph, global_step, progress, manager, iterator)
+
+    def _training_loop(self, state: "_StepState", start_step: int, stop_step, hooks, saving_listeners) -> None:
+        """Runs training steps until ``stop_step``, the input's end or a hook's stop request, checkpointing as configured."""
+        config, graph, progress = self._config, state.graph, state.progress
         hooks = list(hooks or ()) + list(graph.spec.training_hooks) + list(graph.spec.training_chief_hooks)
         listeners = list(saving_listeners or ())
         for hook in hooks:
@@ -242,26 +292,27 @@ class Estimator:
         def save():
             for listener in listeners:
                 getattr(listener, "before_save", lambda *_: None)(None, step)
-            manager.save(checkpoint_number=step)
-            logger.info("Saving checkpoints for %d into %s.", step, manager.latest_checkpoint)
+            state.manager.save(checkpoint_number=step)
+            logger.info("Saving checkpoints for %d into %s.", step, state.manager.latest_checkpoint)
             for listener in listeners:
                 getattr(listener, "after_save", lambda *_: None)(None, step)
 
         while stop_step is None or step < stop_step:
-            element = next(iterator, None)
+            element = next(state.iterator, None)
             if element is None:
                 break
             features, labels = split_element(element)
+            self._check_labels(labels)
             context = SessionRunContext()
             for hook in hooks:
                 hook.before_run(context)
             loss = float(graph.run(features, labels)["loss"])
-            global_step.assign_add(1)
+            state.global_step.assign_add(1)
             progress.call["batches"] += 1
             step += 1
             if not math.isfinite(loss):
                 raise NanLossDuringTrainingError(f"NaN loss during training: loss = {loss} at global step {step}")
-            if step % config.log_step_count_steps == 0:
+            if config.log_step_count_steps is not None and step % config.log_step_count_steps == 0:
                 logger.info("loss = %g, step = %d", loss, step)
             if (config.save_checkpoints_steps and step % config.save_checkpoints_steps == 0) or (
                 config.save_checkpoints_secs and time.monotonic() - last_save >= config.save_checkpoints_secs
@@ -277,7 +328,6 @@ class Estimator:
         save()  # the last one also marks the call finished, so a later call starts its input afresh
         for hook in hooks:
             hook.end(None)
-        return self
 
     # -- evaluate -------------------------------------------------------------------------------------
     def evaluate(self, input_fn, steps=None, hooks=None, checkpoint_path=None, name=None) -> dict:
@@ -293,15 +343,19 @@ class Estimator:
         dataset = self._dataset(input_fn, ModeKeys.EVAL)
         graph = ModeGraph(self._model_fn, ModeKeys.EVAL, dataset.element_spec, self._params, self._config)
         global_step = Variable(0, name=GLOBAL_STEP, dtype=dtypes.int64, trainable=False)
-        _restore(KeyedCheckpoint({**self._checkpoint_variables(graph), GLOBAL_STEP: global_step}), path, graph)
+        with checkpoint_file.CheckpointReader(path) as reader:
+            _restore(KeyedCheckpoint({**self._checkpoint_variables(graph), GLOBAL_STEP: global_step}), reader, graph)
         hooks = list(hooks or ()) + list(graph.spec.evaluation_hooks)
         for hook in hooks:
             hook.begin()
+        for hook in hooks:
+            hook.after_create_session(None, None)
         losses = []
         for element in dataset:
             if steps is not None and len(losses) >= steps:
                 break
             features, labels = split_element(element)
+            self._check_labels(labels)
             context = SessionRunContext()
             for hook in hooks:
                 hook.before_run(context)
@@ -333,12 +387,21 @@ class Estimator:
         if path is None:
             logger.warning("Could not find trained model in model_dir: %s, running initialization to predict.", self.model_dir)
         else:
-            _restore(KeyedCheckpoint(self._checkpoint_variables(graph)), path, graph)
-        for hook in hooks or ():
+            with checkpoint_file.CheckpointReader(path) as reader:
+                _restore(KeyedCheckpoint(self._checkpoint_variables(graph)), reader, graph)
+        hooks = list(hooks or ()) + list(graph.spec.prediction_hooks)
+        for hook in hooks:
             hook.begin()
+        for hook in hooks:
+            hook.after_create_session(None, None)
         for element in dataset:
             features, _ = split_element(element)
+            context = SessionRunContext()
+            for hook in hooks:
+                hook.before_run(context)
             predictions = nest.map_structure(lambda tensor: tensor.numpy(), graph.run(features))
+            for hook in hooks:
+                hook.after_run(context, SessionRunValues({"predictions": predictions}))
             if isinstance(predictions, dict) and predict_keys is not None:
                 keys = [predict_keys] if isinstance(predict_keys, str) else list(predict_keys)
                 unknown = [key for key in keys if key not in predictions]
@@ -347,17 +410,23 @@ class Estimator:
                 predictions = {key: predictions[key] for key in keys}
             if not yield_single_examples:
                 yield predictions
-                continue
-            size = len(nest.flatten(predictions)[0])
-            for index in range(size):
-                yield nest.map_structure(lambda array, position=index: array[position], predictions)
-        for hook in hooks or ():
+            else:
+                size = len(nest.flatten(predictions)[0])
+                for index in range(size):
+                    yield nest.map_structure(lambda array, position=index: array[position], predictions)
+            if context.stop_requested:
+                break
+        for hook in hooks:
             hook.end(None)
 
     # -- helpers --------------------------------------------------------------------------------------
     def _checkpoint_variables(self, graph: ModeGraph) -> dict:
         """``{key: variable}`` for the checkpoint: the graph's variables by name (subclasses may key them otherwise)."""
         return graph.variables
+
+    def _check_labels(self, labels) -> None:
+        """Checks a batch's labels before its step runs (the pre-made classifiers check their range here:
+        the traced ``model_fn`` graph has no assertion op). Nothing to check for a custom ``model_fn``."""
 
     def _reseed(self) -> None:
         if self._config.tf_random_seed is not None:
@@ -375,23 +444,18 @@ class Estimator:
         return dataset
 
 
-def _read_progress(path) -> _TrainProgress:
-    progress = _TrainProgress()
-    if path is not None:
-        with checkpoint_file.CheckpointReader(path) as reader:
-            string = reader.python_state.get(_PROGRESS)
-        if string is not None:
-            progress.deserialize(string)
-    return progress
+def _open_checkpoint(path):
+    """An open reader of the checkpoint ``path``, or ``None`` (as a context manager) when there is none."""
+    return contextlib.nullcontext() if path is None else checkpoint_file.CheckpointReader(path)
 
 
-def _restore(checkpoint: KeyedCheckpoint, path: str, graph: ModeGraph) -> None:
-    """Restores every variable of ``graph`` from ``path``; a variable the checkpoint lacks is an error."""
-    status = checkpoint.restore(path)
+def _restore(checkpoint: KeyedCheckpoint, reader: checkpoint_file.CheckpointReader, graph: ModeGraph) -> None:
+    """Restores every variable of ``graph`` from ``reader``'s checkpoint; a variable the checkpoint lacks is an error."""
+    status = checkpoint.restore_from_reader(reader)
     missing = [key for key in status.missing if key != _PROGRESS and key != "save_counter"]
     if missing:
         raise CheckpointError(
-            f"{path}: the model_fn's {graph.mode} graph has variables the checkpoint lacks: {', '.join(missing)}; "
+            f"{reader.path}: the model_fn's {graph.mode} graph has variables the checkpoint lacks: {', '.join(missing)}; "
             "was the checkpoint written by a different model_fn?"
         )
 

@@ -14,7 +14,11 @@ class SessionRunContext:
 
 
 class SessionRunValues:
-    """Passed to ``after_run``: ``results`` is ``{"loss": float, "global_step": int}`` for the step just run."""
+    """Passed to ``after_run``: ``results`` holds what the step just run computed.
+
+    In ``train`` and ``evaluate`` that is ``{"loss": float, "global_step": int}``; in ``predict``,
+    ``{"predictions": the batch's predictions as NumPy values}``.
+    """
 
     def __init__(self, results: dict):
         self.results = results
@@ -24,7 +28,8 @@ class SessionRunHook:
     """Hooks into ``Estimator.train``/``evaluate``/``predict``; override the methods you need.
 
     emberflow runs steps without a session: ``after_create_session`` and ``end`` receive ``None`` as
-    the session, and ``after_run`` receives the step's loss and global step in ``run_values.results``.
+    the session, and ``after_run`` receives the step's results in ``run_values.results`` (see
+    ``SessionRunValues``). ``run_context.request_stop()`` ends the ``train``, ``evaluate`` or ``predict`` call.
     """
 
     def begin(self) -> None:

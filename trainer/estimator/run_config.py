@@ -20,7 +20,8 @@ class RunConfig:
         save_checkpoints_secs: write a checkpoint when this many seconds passed since the last one.
         keep_checkpoint_max: how many recent checkpoints to keep (``None`` or 0: all).
         keep_checkpoint_every_n_hours: also keep one checkpoint per this many hours.
-        log_step_count_steps: log the loss and the step every this many steps (Python ``logging``, INFO).
+        log_step_count_steps: log the loss and the step every this many steps (Python ``logging``, INFO);
+            ``None`` logs nothing.
     """
 
     model_dir: str | None = None
@@ -31,7 +32,7 @@ class RunConfig:
     session_config: object = None
     keep_checkpoint_max: int | None = 5
     keep_checkpoint_every_n_hours: float = 10000
-    log_step_count_steps: int = 100
+    log_step_count_steps: int | None = 100
 
     def __post_init__(self):
         if self.save_checkpoints_steps is not None and self.save_checkpoints_secs is not None:
@@ -46,7 +47,14 @@ class RunConfig:
             object.__setattr__(self, "model_dir", os.fspath(self.model_dir))
 
     def replace(self, **kwargs) -> "RunConfig":
-        """A copy with some fields changed (``RunConfig.replace`` in TensorFlow)."""
-        if "save_checkpoints_steps" in kwargs and "save_checkpoints_secs" not in kwargs:
+        """A copy with some fields changed (``RunConfig.replace`` in TensorFlow).
+
+        As in TensorFlow, setting one of ``save_checkpoints_steps`` and ``save_checkpoints_secs`` to a
+        value clears the other; setting both to values is an error.
+        """
+        steps, secs = kwargs.get("save_checkpoints_steps"), kwargs.get("save_checkpoints_secs")
+        if "save_checkpoints_steps" in kwargs and "save_checkpoints_secs" not in kwargs and steps is not None:
             kwargs["save_checkpoints_secs"] = None
+        elif "save_checkpoints_secs" in kwargs and "save_checkpoints_steps" not in kwargs and secs is not None:
+            kwargs["save_checkpoints_steps"] = None
         return dataclasses.replace(self, **kwargs)

@@ -36,8 +36,12 @@ def numeric_column(key, shape=(1,), default_value=None, dtype=dtypes.float32, no
         key: the feature's name in the features dict.
         shape: the shape of one example's value (an int is a vector length).
         default_value: accepted for compatibility; emberflow's datasets have no missing values.
-        dtype: a floating dtype (the value is cast to it).
+        dtype: a real integer or floating dtype: the feature is cast to it, then normalized, then cast
+            to float32 (as TensorFlow does).
         normalizer_fn: applied to the feature tensor before it is used, e.g. ``lambda x: (x - 3.0) / 4.2``.
+
+    A feature of shape ``(batch,)`` is one value per example, so it fits only a column of size 1;
+    otherwise the feature must be ``(batch, *shape)`` or any shape with as many values per example.
     """
     if not isinstance(key, str) or not key:
         raise ValueError(f"numeric_column: key must be a non-empty string, got {key!r}")
@@ -45,21 +49,29 @@ def numeric_column(key, shape=(1,), default_value=None, dtype=dtypes.float32, no
     if not shape or not all(isinstance(size, int) and size > 0 for size in shape):
         raise ValueError(f"numeric_column '{key}': shape dimensions must be positive integers, got {shape}")
     dtype = dtypes.as_dtype(dtype)
-    if not dtype.is_floating:
-        raise ValueError(f"numeric_column '{key}': dtype must be a floating dtype, got {dtype.name}")
+    if not (dtype.is_floating or dtype.is_integer):
+        raise ValueError(f"numeric_column '{key}': dtype must be a real integer or floating point dtype, got {dtype.name}")
     if normalizer_fn is not None and not callable(normalizer_fn):
         raise TypeError(f"numeric_column '{key}': normalizer_fn must be callable, got {type(normalizer_fn).__name__}")
     return NumericColumn(key, shape, default_value, dtype, normalizer_fn)
 
 
 def check_columns(feature_columns, owner: str) -> list:
-    """The columns as a list sorted by name (TensorFlow's order), refusing anything but numeric columns."""
+    """The columns as a list sorted by name (TensorFlow's order), refusing anything but numeric columns and duplicates."""
     columns = list(feature_columns or ())
     if not columns:
         raise ValueError(f"{owner}: feature_columns must not be empty")
+    by_name = {}
     for column in columns:
         if not isinstance(column, NumericColumn):
             raise TypeError(f"{owner}: {type(column).__name__} columns are not supported by emberflow; use tf.feature_column.numeric_column")
+        if column.name in by_name:
+            raise ValueError(
+                f"{owner}: Duplicate feature column name found for columns: {column} and {by_name[column.name]}. "
+                "This usually means that these columns refer to same base feature. Either one must be discarded or a "
+                "duplicated but renamed item must be inserted in features dict."
+            )
+        by_name[column.name] = column
     return sorted(columns, key=lambda column: column.name)
 
 
@@ -74,8 +86,21 @@ def dense_input(features, feature_columns) -> Tensor:
         value = math_ops.cast(nest.flatten(features[column.key])[0], column.dtype)
         if column.normalizer_fn is not None:
             value = column.normalizer_fn(value)
-        expected = value.shape.as_list()[1:]
-        if expected and math.prod(size or 0 for size in expected) != column.size:
-            raise ValueError(f"feature '{column.key}' has per-example shape {tuple(expected)}, its numeric_column says {column.shape}")
+        value = math_ops.cast(value, dtypes.float32)
+        _check_example_shape(column, value.shape.as_list())
         parts.append(array_ops.reshape(value, (-1, column.size)))
     return parts[0] if len(parts) == 1 else array_ops.concat(parts, axis=1)
+
+
+def _check_example_shape(column: NumericColumn, shape: list) -> None:
+    """Refuses a feature whose values per example (all but the batch dimension) are not the column's size."""
+    if len(shape) == 1:
+        if column.size != 1:
+            raise ValueError(
+                f"feature '{column.key}' has shape {tuple(shape)}: one value per example, but its numeric_column has "
+                f"shape {column.shape} ({column.size} values per example); give it shape (batch, {', '.join(map(str, column.shape))})"
+            )
+        return
+    per_example = shape[1:]
+    if not per_example or math.prod(size or 0 for size in per_example) != column.size:
+        raise ValueError(f"feature '{column.key}' has per-example shape {tuple(per_example)}, its numeric_column says {column.shape}")

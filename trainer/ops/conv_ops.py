@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from trainer.ops import array_ops
+from trainer.ops import array_ops, parallel
 from trainer.ops.registry import Spec, as_tensors, execute, register, require_floating, require_same_dtype
 from trainer.tensor import convert_to_tensor
 
@@ -142,7 +142,14 @@ def _patches(xp, x, geometry: _Geometry):
         # those runs are too short and the kh*kw slab copies below are faster (measured 3x at C=1).
         s_n, s_h, s_w, s_c = padded.strides
         strides = (s_n, s_h * stride_h, s_w * stride_w, s_h * dilation_h, s_w * dilation_w, s_c)
-        return np.lib.stride_tricks.as_strided(padded, shape, strides, writeable=False).copy()
+        windows = np.lib.stride_tricks.as_strided(padded, shape, strides, writeable=False)
+        patches = np.empty(shape, dtype=x.dtype)
+
+        def gather(start, stop):  # images [start, stop) of the batch
+            np.copyto(patches[start:stop], windows[start:stop])
+
+        parallel.split(xp, gather, shape[0], 2 * patches.nbytes)
+        return patches
     patches = xp.empty(shape, dtype=x.dtype)
     for i, j in geometry.offsets():
         patches[:, :, :, i, j, :] = geometry.view(padded, i, j)
@@ -351,9 +358,15 @@ def max_pool2d_op(xp, x, *, ksize, strides, padding):
     geometry = _pool_geometry(x.shape, ksize, strides, padding)
     padded = geometry.pad(xp, x, _lowest(x.dtype))
     offsets = geometry.offsets()
-    result = geometry.view(padded, *offsets[0]).copy()
-    for i, j in offsets[1:]:
-        xp.maximum(result, geometry.view(padded, i, j), out=result)
+    result = xp.empty(geometry.output_shape(x.shape[0], x.shape[3]), dtype=x.dtype)
+
+    def pool(start, stop):  # images [start, stop) of the batch
+        out = result[start:stop]
+        xp.copyto(out, geometry.view(padded[start:stop], *offsets[0]))
+        for i, j in offsets[1:]:
+            xp.maximum(out, geometry.view(padded[start:stop], i, j), out=out)
+
+    parallel.split(xp, pool, x.shape[0], 2 * padded.nbytes)
     return result
 
 
@@ -383,7 +396,6 @@ def _window_argmax(xp, x, geometry: _Geometry):
 def max_pool2d_grad_op(xp, x, grad, *, ksize, strides, padding):
     """The gradient of ``max_pool2d``: each window's gradient goes to the input element that was its maximum."""
     geometry = _pool_geometry(x.shape, ksize, strides, padding)
-    argmax = _window_argmax(xp, x, geometry)
     padded_shape = geometry.padded_shape(x.shape)
     disjoint = all(s >= k for s, k in zip(geometry.strides, geometry.kernel))
     # Windows that tile the padded input exactly (2x2 stride 2 over an even size) write every element
@@ -391,12 +403,18 @@ def max_pool2d_grad_op(xp, x, grad, *, ksize, strides, padding):
     (kh, kw), rows, cols = geometry.kernel, geometry.rows.size, geometry.cols.size
     tiles = geometry.kernel == geometry.strides and (rows * kh, cols * kw) == padded_shape[1:3]
     padded = (xp.empty if tiles else xp.zeros)(padded_shape, dtype=grad.dtype)
-    for index, (i, j) in enumerate(geometry.offsets()):
-        view = geometry.view(padded, i, j)
-        if disjoint:  # windows do not overlap: each input element is written once, no accumulation
-            xp.multiply(grad, argmax == index, out=view)
-        else:
-            view += grad * (argmax == index)
+
+    def unpool(start, stop):  # images [start, stop) of the batch: their windows touch only their rows
+        argmax = _window_argmax(xp, x[start:stop], geometry)
+        target, window_grad = padded[start:stop], grad[start:stop]
+        for index, (i, j) in enumerate(geometry.offsets()):
+            view = geometry.view(target, i, j)
+            if disjoint:  # windows do not overlap: each input element is written once, no accumulation
+                xp.multiply(window_grad, argmax == index, out=view)
+            else:
+                view += window_grad * (argmax == index)
+
+    parallel.split(xp, unpool, x.shape[0], 4 * padded.nbytes)
     return geometry.crop(xp, padded, x.shape)
 
 

@@ -12,6 +12,7 @@ call these ops; the formulas are Keras 3's, written out in each op's docstring.
 
 from __future__ import annotations
 
+from trainer.ops import parallel
 from trainer.ops.registry import OpError, Spec, register
 
 
@@ -90,6 +91,18 @@ def _adam_step(xp, variable, m, v, alpha, epsilon, scratch):
     variable -= scratch
 
 
+def _elementwise_split(xp, update, arrays, passes: int) -> None:
+    """Runs ``update(*arrays)`` over flat chunks of ``arrays`` on the intra-op threads when they are
+    large and all C-contiguous (a flat view of any other array would be a copy, losing the writes)."""
+    if arrays[0].size < 2 or not all(a.flags.c_contiguous for a in arrays):
+        update(*arrays)
+        return
+    flat = [a.reshape(-1) for a in arrays]
+    parallel.split(
+        xp, lambda start, stop: update(*[a[start:stop] for a in flat]), flat[0].size, passes * flat[0].nbytes
+    )
+
+
 @_training_op("apply_adam", tensors=4)
 def apply_adam_op(xp, variable, m, v, gradient, alpha, *, beta_1, beta_2, epsilon):
     """Keras 3 Adam.
@@ -98,17 +111,25 @@ def apply_adam_op(xp, variable, m, v, gradient, alpha, *, beta_1, beta_2, epsilo
     ``variable -= m * alpha / (sqrt(v) + epsilon)``, where the optimizer passes
     ``alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for step ``t = iterations + 1``.
     """
-    scratch = _adam_moments(xp, m, v, gradient, beta_1, beta_2)
-    _adam_step(xp, variable, m, v, alpha, epsilon, scratch)
+
+    def update(variable, m, v, gradient):
+        scratch = _adam_moments(xp, m, v, gradient, beta_1, beta_2)
+        _adam_step(xp, variable, m, v, alpha, epsilon, scratch)
+
+    _elementwise_split(xp, update, (variable, m, v, gradient), passes=12)
 
 
 @_training_op("apply_adam_amsgrad", tensors=5)
 def apply_adam_amsgrad_op(xp, variable, m, v, v_hat, gradient, alpha, *, beta_1, beta_2, epsilon):
     """Keras 3 Adam with ``amsgrad=True``: as ``apply_adam`` with ``v_hat = max(v_hat, v)`` in the
     denominator instead of ``v``."""
-    scratch = _adam_moments(xp, m, v, gradient, beta_1, beta_2)
-    xp.maximum(v_hat, v, out=v_hat)
-    _adam_step(xp, variable, m, v_hat, alpha, epsilon, scratch)
+
+    def update(variable, m, v, v_hat, gradient):
+        scratch = _adam_moments(xp, m, v, gradient, beta_1, beta_2)
+        xp.maximum(v_hat, v, out=v_hat)
+        _adam_step(xp, variable, m, v_hat, alpha, epsilon, scratch)
+
+    _elementwise_split(xp, update, (variable, m, v, v_hat, gradient), passes=13)
 
 
 def _rmsprop_infer(*specs: Spec, rho, momentum, epsilon, centered) -> tuple:

@@ -68,22 +68,32 @@ class CheckpointBase:
         """
         if save_path is None:
             return LoadStatus(None, [], [], matched=0)
-        graph = self._graph()
         with checkpoint_file.CheckpointReader(save_path) as reader:
-            _build_optimizers(graph, reader)
-            _refuse_unbuilt_layers(graph, reader)
-            matched = [tracked for tracked in graph.values if tracked.key in reader.records]
-            for tracked in matched:
-                _check_fits(tracked, reader.records[tracked.key], reader.path)
-            arrays = [reader.read(tracked.key) for tracked in matched]  # every array is read before any is assigned
-            states = {key: reader.python_state[key] for key in graph.python_states if key in reader.python_state}
-            path, saved = reader.path, set(reader.records) | set(reader.python_state)
-        assign([(tracked.variable, None) for tracked in matched], arrays)
-        for key, string in states.items():
-            graph.python_states[key].deserialize(string)
+            return self.restore_from_reader(reader)
+
+    def restore_from_reader(self, reader: checkpoint_file.CheckpointReader) -> "LoadStatus":
+        """``restore`` from an open ``checkpoint_file.CheckpointReader`` (for callers that read other values too).
+
+        All or nothing: every array is read and checked, then the Python states are deserialized (put
+        back as they were if one fails), and the arrays are assigned last.
+        """
+        graph = self._graph()
+        _build_optimizers(graph, reader)
+        _refuse_unbuilt_layers(graph, reader)
+        matched = [tracked for tracked in graph.values if tracked.key in reader.records]
+        for tracked in matched:
+            _check_fits(tracked, reader.records[tracked.key], reader.path)
+        arrays = [reader.read(tracked.key) for tracked in matched]
+        states = {key: reader.python_state[key] for key in graph.python_states if key in reader.python_state}
+
+        def assign_arrays() -> None:
+            assign([(tracked.variable, None) for tracked in matched], arrays)
+
+        _deserialize_all({key: graph.python_states[key] for key in states}, states, then=assign_arrays)
         used = {tracked.key for tracked in matched} | set(states)
         tracked_keys = {tracked.key for tracked in graph.values} | set(graph.python_states)
-        return LoadStatus(path, sorted(tracked_keys - used), sorted(saved - used), matched=len(used))
+        saved = set(reader.records) | set(reader.python_state)
+        return LoadStatus(reader.path, sorted(tracked_keys - used), sorted(saved - used), matched=len(used))
 
     def read(self, save_path, options=None) -> "LoadStatus":
         """Restores from a path written by ``write`` (the same as ``restore``)."""
@@ -100,10 +110,11 @@ class Checkpoint(CheckpointBase):
 
     Values are matched by attribute path, and a model's weights by position (``layer_with_weights-0``),
     so a checkpoint restores into a new process's objects built the same way. Restoring writes nothing
-    unless every value in the file fits its object (shape and dtype). An optimizer that is not built yet
-    is built on the trainable variables of the models in the same checkpoint before its slots are
-    restored, so that training continues identically. A model must be built before ``restore``
-    (deferred restoration is not supported by emberflow).
+    unless every value in the file fits its object (shape and dtype) and every Python state accepts its
+    string. An optimizer that is not built yet is built, before its slots are restored, on the variables
+    it was built on when saved (the checkpoint records their keys), so that training continues
+    identically; when the checkpoint does not hold them all, call ``optimizer.build(var_list)`` first.
+    A model must be built before ``restore`` (deferred restoration is not supported by emberflow).
 
     Example:
         >>> checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=tf.Variable(0))
@@ -154,7 +165,7 @@ class KeyedCheckpoint(CheckpointBase):
 
     def _tracked(self) -> TrackedGraph:
         values = [TrackedValue(key, variable, f"variable '{variable.name}'") for key, variable in self._variables.items()]
-        return TrackedGraph(values, dict(self._python_states), {}, {}, [])
+        return TrackedGraph(values, dict(self._python_states), {}, {})
 
 
 class LoadStatus:
@@ -195,6 +206,24 @@ class LoadStatus:
         """Values are assigned eagerly by ``restore``; kept for TensorFlow compatibility."""
 
 
+def _deserialize_all(objects: dict, strings: dict, then) -> None:
+    """Deserializes ``strings`` into ``objects`` (``PythonState`` by key), then calls ``then()``.
+
+    If a ``deserialize`` or ``then()`` fails, the objects already changed get their earlier state back.
+    """
+    done = []
+    try:
+        for key, string in strings.items():
+            before = objects[key].serialize()
+            objects[key].deserialize(string)
+            done.append((key, before))
+        then()
+    except BaseException:
+        for key, before in reversed(done):
+            objects[key].deserialize(before)
+        raise
+
+
 def _check_fits(tracked, record: dict, path: str) -> None:
     expected = tuple(tracked.variable.shape.as_list())
     if record["shape"] != expected:
@@ -217,20 +246,28 @@ def _refuse_unbuilt_layers(graph, reader) -> None:
 
 
 def _build_optimizers(graph, reader) -> None:
-    """Builds each unbuilt optimizer whose saved state was built, on the models it is checkpointed with.
+    """Builds each unbuilt optimizer whose saved state was built, on the variables the checkpoint says it was built on.
 
     Its slots are then ordinary values, restored with the rest; the graph gains their keys.
     """
+    variables_by_key = {tracked.key: tracked.variable for tracked in graph.values}
     for prefix, optimizer in graph.optimizers.items():
-        if optimizer.built or not reader.optimizers.get(prefix, False):
+        record = reader.optimizers.get(prefix)
+        if optimizer.built or record is None or not record["built"]:
             continue
-        variables = [variable for model in graph.models for variable in model.trainable_variables]
-        if not variables:
-            raise CheckpointError(
-                f"{reader.path}: optimizer '{prefix}' was built when saved, but it is not built now and no built model is "
-                "tracked with it; call optimizer.build(model.trainable_variables) before restore"
+        keys = record["variables"]
+        missing = None if keys is None else [key for key in keys if key not in variables_by_key]
+        if keys is None or missing:
+            reason = (
+                "the checkpoint does not record which variables it was built on"
+                if keys is None
+                else f"it was built on variables this checkpoint does not track now: {', '.join(str(key) for key in missing[:5])}"
             )
-        optimizer.build(variables)
+            raise CheckpointError(
+                f"{reader.path}: optimizer '{prefix}' was built when saved but is not built now, and {reason}; "
+                "call optimizer.build(var_list) first"
+            )
+        optimizer.build([variables_by_key[key] for key in keys])
         values = [tracked for tracked in graph.values if not tracked.key.startswith(prefix + "/")]
         for index, variable in enumerate(optimizer.variables):
             values.append(TrackedValue(f"{prefix}/{index}", variable, f"{type(optimizer).__name__} variable '{variable.name}'"))

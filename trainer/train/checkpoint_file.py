@@ -4,7 +4,9 @@ The zip (see ``trainer/keras/saving/file_format.py``: atomic writes, a directory
 entry is read, arrays checked against their ``.npy`` headers, nothing unpickled) holds:
 
 * ``checkpoint.json``: ``{"format_version", "emberflow_version", "values": [{"key", "entry", "dtype",
-  "shape"}], "python_state": {key: string}, "optimizers": {key: {"built": bool}}}``;
+  "shape"}], "python_state": {key: string}, "optimizers": {key: {"built": bool, "variables": [key or null]}}}``,
+  where an optimizer's ``variables`` are the keys of the variables it was built on (``null`` for one the
+  checkpoint does not hold), so that ``restore`` builds an unbuilt optimizer on exactly those;
 * ``values/<i>.npy``: one array per value.
 """
 
@@ -39,6 +41,7 @@ def write(save_path: str, graph) -> None:
     import trainer  # noqa: PLC0415 - the version; trainer imports this package lazily
 
     records = []
+    keys_by_variable = {id(tracked.variable): tracked.key for tracked in graph.values}
     with _errors_as_checkpoint_errors(), ArchiveWriter(file_of(save_path)) as archive:
         for index, tracked in enumerate(graph.values):
             array = np.asarray(tracked.variable.numpy())
@@ -60,9 +63,15 @@ def write(save_path: str, graph) -> None:
                 "emberflow_version": trainer.__version__,
                 "values": records,
                 "python_state": states,
-                "optimizers": {key: {"built": bool(optimizer.built)} for key, optimizer in graph.optimizers.items()},
+                "optimizers": {key: _optimizer_record(optimizer, keys_by_variable) for key, optimizer in graph.optimizers.items()},
             },
         )
+
+
+def _optimizer_record(optimizer, keys_by_variable: dict) -> dict:
+    if not optimizer.built:
+        return {"built": False}
+    return {"built": True, "variables": [keys_by_variable.get(id(variable)) for variable in optimizer._trainable_variables]}
 
 
 class CheckpointReader:
@@ -106,9 +115,10 @@ class CheckpointReader:
         for key in python_state:
             _checked_key(key, self.path)
         optimizers = manifest.get("optimizers", {})
-        if not isinstance(optimizers, dict) or not all(isinstance(value, dict) and type(value.get("built")) is bool for value in optimizers.values()):
-            raise CheckpointError(f"{self.path}: 'optimizers' must map keys to {{'built': bool}}")
-        return records, dict(python_state), {key: value["built"] for key, value in optimizers.items()}
+        if not isinstance(optimizers, dict) or not all(_valid_optimizer_record(value) for value in optimizers.values()):
+            raise CheckpointError(f"{self.path}: 'optimizers' must map keys to {{'built': bool, 'variables': [key or null, ...]}}")
+        optimizers = {key: {"built": value["built"], "variables": value.get("variables")} for key, value in optimizers.items()}
+        return records, dict(python_state), optimizers
 
     def read(self, key: str) -> np.ndarray:
         record = self.records.get(key)
@@ -126,6 +136,13 @@ class CheckpointReader:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _valid_optimizer_record(record) -> bool:
+    if not isinstance(record, dict) or type(record.get("built")) is not bool:
+        return False
+    variables = record.get("variables")
+    return variables is None or (isinstance(variables, list) and all(key is None or isinstance(key, str) for key in variables))
 
 
 def _checked_key(key, path: str) -> str:

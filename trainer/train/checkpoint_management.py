@@ -11,12 +11,14 @@ The ``checkpoint`` file is TensorFlow's text format, one field a line, paths rel
 
 It is rewritten atomically (temporary file, fsync, rename) after the checkpoint it names is complete,
 so a crash leaves it naming the previous complete checkpoint. Reading it treats it as hostile: size
-capped, only these fields, and only plain file names inside the directory.
+capped, only these fields, and only names of files inside the directory (no path separator, NUL,
+``.`` or ``..``; spaces, ``+`` and any other character a file name may hold are fine).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -26,10 +28,17 @@ from trainer.files import write_atomically
 from trainer.train import checkpoint_file
 from trainer.train.trackable import CheckpointError
 
+logger = logging.getLogger("trainer.train")
+
 STATE_FILE = "checkpoint"
 _MAX_STATE_BYTES = 1 << 20
 _LINE = re.compile(r"(model_checkpoint_path|all_model_checkpoint_paths|all_model_checkpoint_timestamps|last_preserved_timestamp): (.+)")
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_NOT_IN_A_FILE_NAME = ("/", "\\", "\0")
+
+
+def _is_file_name(name: str) -> bool:
+    """Whether ``name`` names a file inside a directory (and cannot escape it)."""
+    return bool(name) and name not in (".", "..") and not any(character in name for character in _NOT_IN_A_FILE_NAME)
 
 
 @dataclass
@@ -85,7 +94,7 @@ def _value(name: str, text: str, path: str, number: int):
         value = json.loads(text)
     except ValueError:
         value = None
-    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or value in (".", ".."):
+    if not isinstance(value, str) or not _is_file_name(value):
         raise CheckpointError(f"{path}: line {number}: {name} must be a quoted file name in the checkpoint directory, got {text[:100]!r}")
     return value
 
@@ -148,26 +157,41 @@ class CheckpointManager:
             raise ValueError(f"CheckpointManager: max_to_keep must be a positive integer or None, got {max_to_keep!r}")
         if checkpoint_interval is not None and step_counter is None:
             raise ValueError("CheckpointManager: checkpoint_interval needs a step_counter")
-        if not _PLAIN_NAME.fullmatch(checkpoint_name):
-            raise ValueError(f"CheckpointManager: checkpoint_name must be a plain file name, got {checkpoint_name!r}")
+        if not isinstance(checkpoint_name, str) or not _is_file_name(checkpoint_name):
+            raise ValueError(f"CheckpointManager: checkpoint_name must be a file name (no path), got {checkpoint_name!r}")
         self._checkpoint = checkpoint
         self._directory = os.fspath(directory)
         self._max_to_keep = max_to_keep
         self._keep_seconds = None if keep_checkpoint_every_n_hours is None else 3600.0 * keep_checkpoint_every_n_hours
         self._prefix = os.path.join(self._directory, checkpoint_name)
         self._step_counter, self._checkpoint_interval, self._init_fn = step_counter, checkpoint_interval, init_fn
-        self._last_saved_step = None
+        self._last_checkpoint_step = None
         os.makedirs(self._directory, exist_ok=True)
-        state = get_checkpoint_state(self._directory)
         self._maybe_delete: list[tuple[str, float]] = []
-        self._last_preserved = time.time()
         self._latest = None
-        if state is not None:
-            stamps = state.all_model_checkpoint_timestamps
-            stamps = stamps if len(stamps) == len(state.all_model_checkpoint_paths) else [time.time()] * len(state.all_model_checkpoint_paths)
-            self._maybe_delete = [(path, stamp) for path, stamp in zip(state.all_model_checkpoint_paths, stamps) if checkpoint_file.exists(path)]
-            self._last_preserved = state.last_preserved_timestamp or self._last_preserved
-            self._latest = latest_checkpoint(self._directory)
+        self._recover(get_checkpoint_state(self._directory), time.time())
+
+    def _recover(self, state: CheckpointState | None, now: float) -> None:
+        """Picks up the checkpoints a previous manager listed, as TensorFlow's manager does.
+
+        Checkpoints without timestamps count as saved at ``last_preserved_timestamp``, and those not newer
+        than it are preserved for good (never deleted). Timestamps from the future (a clock that went
+        backwards) are taken as now, so that old checkpoints are not deleted by mistake.
+        """
+        if state is None:
+            self._last_preserved = now - 1.0  # a little back, so a manager re-created at once still counts its saves
+            return
+        self._last_preserved = state.last_preserved_timestamp
+        if now < self._last_preserved:
+            logger.warning("CheckpointManager: last_preserved_timestamp %s is in the future (now %s); using now", self._last_preserved, now)
+            self._last_preserved = now
+        paths = state.all_model_checkpoint_paths
+        stamps = state.all_model_checkpoint_timestamps or [self._last_preserved] * len(paths)
+        for path, stamp in zip(paths, stamps):
+            stamp = min(stamp, now)
+            if stamp > self._last_preserved and checkpoint_file.exists(path):
+                self._maybe_delete.append((path, stamp))
+        self._latest = latest_checkpoint(self._directory)
 
     @property
     def directory(self) -> str:
@@ -190,14 +214,12 @@ class CheckpointManager:
     def save(self, checkpoint_number=None, check_interval=True, options=None) -> str | None:
         """Writes a checkpoint numbered ``checkpoint_number`` (default: the checkpoint's ``save_counter``).
 
-        Returns its path, or ``None`` when ``checkpoint_interval`` says it is too early. Then deletes the
-        checkpoints beyond ``max_to_keep`` and records the list in the ``checkpoint`` file.
+        Returns its path, or ``None`` when ``checkpoint_interval`` says not to save. Then records it in
+        the ``checkpoint`` file, deletes the checkpoints beyond ``max_to_keep``, and records the list again:
+        a crash while deleting leaves a state file that names the new checkpoint.
         """
-        if self._checkpoint_interval is not None and check_interval:
-            step = int(self._step_counter.numpy())
-            if self._last_saved_step is not None and step < self._last_saved_step + self._checkpoint_interval:
-                return None
-            self._last_saved_step = step
+        if not self._interval_allows_save(check_interval):
+            return None
         if checkpoint_number is not None:
             number = int(checkpoint_number.numpy() if hasattr(checkpoint_number, "numpy") else checkpoint_number)
         else:
@@ -207,11 +229,28 @@ class CheckpointManager:
         now = time.time()
         self._maybe_delete = [(kept, stamp) for kept, stamp in self._maybe_delete if kept != path] + [(path, now)]
         self._latest = path
+        self._record_state()
         self._sweep()
-        update_checkpoint_state(
-            self._directory, path, self.checkpoints, [stamp for _, stamp in self._maybe_delete], self._last_preserved
-        )
+        self._record_state()
         return path
+
+    def _interval_allows_save(self, check_interval: bool) -> bool:
+        """TensorFlow's rule for ``checkpoint_interval``; records the step of a save it allows."""
+        if self._checkpoint_interval is None:
+            return True
+        step = int(self._step_counter.numpy())
+        if self._last_checkpoint_step is not None:
+            if step == self._last_checkpoint_step:
+                return False  # already saved at this step, even with check_interval=False
+            if check_interval and step < self._last_checkpoint_step + self._checkpoint_interval:
+                return False
+        self._last_checkpoint_step = step
+        return True
+
+    def _record_state(self) -> None:
+        update_checkpoint_state(
+            self._directory, self._latest, self.checkpoints, [stamp for _, stamp in self._maybe_delete], self._last_preserved
+        )
 
     def _sweep(self) -> None:
         """Deletes the oldest checkpoints beyond ``max_to_keep``, keeping one per ``keep_checkpoint_every_n_hours``."""
@@ -229,6 +268,8 @@ class CheckpointManager:
         """Restores the latest checkpoint and returns its path, or calls ``init_fn`` and returns ``None``."""
         if self._latest is not None:
             self._checkpoint.restore(self._latest)
+            if self._checkpoint_interval is not None:
+                self._last_checkpoint_step = int(self._step_counter.numpy())
             return self._latest
         if self._init_fn is not None:
             self._init_fn()

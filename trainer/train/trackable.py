@@ -68,7 +68,6 @@ class TrackedGraph:
     python_states: dict  # key -> PythonState
     unbuilt_layers: dict  # key prefix -> layer that has no weights yet
     optimizers: dict  # key prefix -> optimizer
-    models: list  # every Keras layer or model met, in walk order (an unbuilt optimizer is built on them)
 
 
 def is_trackable(value) -> bool:
@@ -95,7 +94,7 @@ def walk(children: dict) -> TrackedGraph:
     from trainer.keras.layers.base import Layer  # noqa: PLC0415
     from trainer.keras.optimizers.base import Optimizer  # noqa: PLC0415
 
-    graph = TrackedGraph([], {}, {}, {}, [])
+    graph = TrackedGraph([], {}, {}, {})
     seen: set[int] = set()
 
     def visit(prefix: str, value) -> None:
@@ -111,7 +110,6 @@ def walk(children: dict) -> TrackedGraph:
             for index, variable in enumerate(value.variables):
                 graph.values.append(TrackedValue(f"{prefix}/{index}", variable, f"{type(value).__name__} variable '{variable.name}'"))
         elif isinstance(value, Layer):
-            graph.models.append(value)
             _visit_layer(prefix, value, graph)
         else:  # a nested Checkpoint
             for name, child in value._checkpoint_children().items():

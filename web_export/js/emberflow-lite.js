@@ -366,14 +366,21 @@ export function quantizeMultiplier(real) {
 
 // MultiplyByQuantizedMultiplier, rounded once: (x * multiplier + 2^(s - 1)) >> s with s = 31 - shift,
 // to nearest with ties upward, for integer x and |multiplier| < 2^31. A product below 2^53 is exact in
-// a double (nearly always); a larger one is split at bit 16 of the multiplier so every step stays exact.
+// a double (nearly always), and so is its scaling by 2^-s; a larger one takes `multiplyLarge`.
 export function multiplyByQuantizedMultiplier(x, multiplier, shift) {
-  const product = x * multiplier, bits = 31 - shift;
+  const product = x * multiplier;
   if (product > -9007199254740992 && product < 9007199254740992) {
-    const scaled = product / 2 ** bits, low = Math.floor(scaled); // dividing by 2^bits is exact
+    const scaled = product * TWO_TO_MINUS[31 - shift], low = Math.floor(scaled);
     return scaled - low >= 0.5 ? low + 1 : low;
   }
-  // x * multiplier = high * 2^16 + rest, 0 <= rest < 2^16, with |high| < 2^47
+  return multiplyLarge(x, multiplier, 31 - shift);
+}
+
+const TWO_TO_MINUS = Float64Array.from({ length: 64 }, (_, k) => 2 ** -k);
+
+// x * multiplier split at bit 16 of the multiplier, high * 2^16 + rest with 0 <= rest < 2^16 and
+// |high| < 2^47, so that every step is exact.
+function multiplyLarge(x, multiplier, bits) {
   const low = x * (multiplier & 0xffff), lowQuotient = Math.floor(low / 65536);
   const high = x * (multiplier >> 16) + lowQuotient, rest = low - lowQuotient * 65536;
   if (bits < 16) return high * 2 ** (16 - bits) + Math.floor((rest + 2 ** (bits - 1)) / 2 ** bits);
@@ -528,28 +535,51 @@ function hybridScales(node, filters, channels) {
   return scales;
 }
 
-// FULLY_CONNECTED and CONV_2D share one inner product: weights [units, depth] are transposed once to
-// [depth, units] so that `accumulate` runs i-k-j, adding each input value times a contiguous weight row
-// into a row of accumulators and skipping zero inputs (blank pixels, ReLU outputs, padding).
-
-function accumulate(acc, units, values, start, depth, transposed) {
-  for (let k = 0; k < depth; k++) {
-    const v = values[start + k];
-    if (v === 0) continue;
-    for (let u = 0, w = k * units; u < units; u++, w++) acc[u] += v * transposed[w];
-  }
-}
-
-// The weights as [depth, units]: transposed at prepare when constant, else into scratch on each run.
-// int8 weights widen to Int32Array, so `accumulate` sees only two array-type combinations (fast in V8).
-function transposer(node, weights, units, depth) {
-  const transposed = node.scratch(weights.dtype === "int8" ? Int32Array : Float32Array, units * depth);
+// FULLY_CONNECTED and CONV_2D end in one inner product, acc[u] = sum over k of value[k] * W[u][k]. The
+// weights are transposed once to [depth, units] (Float32Array: int8 weights are exact in it); each run
+// first lists the nonzero values with their weight-row offsets (so blank pixels, ReLU zeros and padding
+// cost nothing), then `dotRows` sums eight units at a time in locals, which V8 keeps in registers.
+function innerProduct(node, weights, units, depth) {
+  const transposed = node.scratch(Float32Array, units * depth);
+  const values = node.scratch(Float64Array, depth), offsets = node.scratch(Int32Array, depth);
   const transpose = (W) => {
     for (let u = 0; u < units; u++) for (let k = 0; k < depth; k++) transposed[k * units + u] = W[u * depth + k];
-    return transposed;
   };
   if (weights.value) transpose(weights.value);
-  return weights.value ? () => transposed : transpose;
+  return {
+    values, offsets,
+    weightsFrom: weights.value ? () => {} : transpose, // weights computed at run time (rare) are transposed each run
+    // acc[0..units) from the first `count` listed values
+    sum: (count, acc) => dotRows(acc, units, count, values, offsets, transposed),
+  };
+}
+
+// Lists the nonzero values of X[start..start + depth) and their weight-row offsets; returns how many.
+function listNonzero(X, start, depth, units, values, offsets) {
+  let count = 0;
+  for (let k = 0; k < depth; k++) {
+    const v = X[start + k];
+    if (v !== 0) { values[count] = v; offsets[count++] = k * units; }
+  }
+  return count;
+}
+
+function dotRows(acc, units, count, values, offsets, W) {
+  let u = 0;
+  for (; u + 8 <= units; u += 8) {
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    for (let i = 0; i < count; i++) {
+      const v = values[i], w = offsets[i] + u;
+      a0 += v * W[w]; a1 += v * W[w + 1]; a2 += v * W[w + 2]; a3 += v * W[w + 3];
+      a4 += v * W[w + 4]; a5 += v * W[w + 5]; a6 += v * W[w + 6]; a7 += v * W[w + 7];
+    }
+    acc[u] = a0; acc[u + 1] = a1; acc[u + 2] = a2; acc[u + 3] = a3; acc[u + 4] = a4; acc[u + 5] = a5; acc[u + 6] = a6; acc[u + 7] = a7;
+  }
+  for (; u < units; u++) {
+    let a = 0;
+    for (let i = 0; i < count; i++) a += values[i] * W[offsets[i] + u];
+    acc[u] = a;
+  }
 }
 
 // How a layer with weights finishes: `finish(acc, B, Y, at)` turns accumulators into outputs Y[at..];
@@ -612,14 +642,13 @@ function fullyConnected(node) {
     node.check(x.shape[x.shape.length - 1] === depth, `input last dim ${x.shape[x.shape.length - 1]}, expected ${depth}`);
     shape = [...x.shape.slice(0, -1), units];
   }
-  const layer = weightedLayer(node, x, weights, units, depth), weightsOf = transposer(node, weights, units, depth);
+  const layer = weightedLayer(node, x, weights, units, depth), dot = innerProduct(node, weights, units, depth);
   const { acc, source, finish } = layer;
   const run = (ins, outs) => {
-    const transposed = weightsOf(ins[1]);
+    dot.weightsFrom(ins[1]);
     for (let r = 0; r < rows; r++) {
       const values = source(ins[0], r * depth, depth);
-      acc.fill(0);
-      accumulate(acc, units, values, values === ins[0] ? r * depth : 0, depth, transposed);
+      dot.sum(listNonzero(values, values === ins[0] ? r * depth : 0, depth, units, dot.values, dot.offsets), acc);
       finish(acc, ins[2], outs[0], r * units);
     }
   };
@@ -689,8 +718,8 @@ function geometry(node, x, kernelH, kernelW, dilationH = 1, dilationW = 1) {
   return { batch, height, width, channels, outH, outW, top, left, kernelH, kernelW, dilationH, dilationW, strideH: o.strideH, strideW: o.strideW };
 }
 
-// CONV_2D: for each output pixel the input patch [kh, kw, cin] is gathered once into scratch (zeros
-// outside the image), then multiplied with the filters transposed to [kh * kw * cin, out].
+// CONV_2D: for each output pixel the nonzero values of its input patch [kh, kw, cin] are listed (pixels
+// outside the image are zeros, and skipped) and multiplied with the filters transposed to [kh * kw * cin, out].
 function conv2d(node) {
   node.arity(2, 3);
   const x = node.input(0), filters = node.input(1), o = node.options;
@@ -700,28 +729,30 @@ function conv2d(node) {
   const g = geometry(node, x, kernelH, kernelW, o.dilationH, o.dilationW);
   const depth = kernelH * kernelW * channelsIn, imageSize = g.height * g.width * channelsIn;
   // hybrid convolutions quantize each batch image as a whole; float and int8 ones one pixel at a time
-  const layer = weightedLayer(node, x, filters, channelsOut, imageSize), weightsOf = transposer(node, filters, channelsOut, depth);
-  const { acc, source, finish } = layer;
-  const patch = node.scratch(layer.mode === "float32" ? Float32Array : Int32Array, depth);
+  const layer = weightedLayer(node, x, filters, channelsOut, imageSize), dot = innerProduct(node, filters, channelsOut, depth);
+  const { acc, source, finish } = layer, { values, offsets } = dot;
   const run = (ins, outs) => {
-    const transposed = weightsOf(ins[1]);
+    dot.weightsFrom(ins[1]);
     let at = 0;
     for (let b = 0; b < g.batch; b++) {
       const image = source(ins[0], b * imageSize, imageSize), base = image === ins[0] ? b * imageSize : 0;
       for (let oy = 0; oy < g.outH; oy++) {
         for (let ox = 0; ox < g.outW; ox++, at += channelsOut) {
-          let p = 0;
+          let count = 0;
           for (let ky = 0; ky < kernelH; ky++) {
             const iy = oy * g.strideH - g.top + ky * g.dilationH;
+            if (iy < 0 || iy >= g.height) continue;
             for (let kx = 0; kx < kernelW; kx++) {
               const ix = ox * g.strideW - g.left + kx * g.dilationW;
-              if (iy < 0 || iy >= g.height || ix < 0 || ix >= g.width) { patch.fill(0, p, p + channelsIn); p += channelsIn; continue; }
-              const from = base + (iy * g.width + ix) * channelsIn;
-              for (let c = 0; c < channelsIn; c++) patch[p++] = image[from + c];
+              if (ix < 0 || ix >= g.width) continue;
+              const from = base + (iy * g.width + ix) * channelsIn, row = (ky * kernelW + kx) * channelsIn * channelsOut;
+              for (let c = 0; c < channelsIn; c++) {
+                const v = image[from + c];
+                if (v !== 0) { values[count] = v; offsets[count++] = row + c * channelsOut; }
+              }
             }
           }
-          acc.fill(0);
-          accumulate(acc, channelsOut, patch, 0, depth, transposed);
+          dot.sum(count, acc);
           finish(acc, ins[2], outs[0], at);
         }
       }

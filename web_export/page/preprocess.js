@@ -1,8 +1,8 @@
 // Turns a drawing into a model input the way MNIST digits were made: the ink's bounding box is scaled
-// (keeping its aspect ratio) into a 20×20 box of a 28×28 image, averaging the pixels it covers, then
-// shifted so that its centre of mass sits at the image centre. Ink is read from the canvas's alpha
-// channel, so the page may paint strokes in any colour; the result is white ink (1) on black (0)
-// unless the manifest asks for `invert`.
+// (keeping its aspect ratio) into a 20×20 box of a 28×28 image with anti-aliasing (area-averaged when
+// shrinking, bilinear when enlarging), then shifted so that its centre of mass sits at the image
+// centre. Ink is read from the canvas's alpha channel, so the page may paint strokes in any colour; the
+// result is white ink (1) on black (0) unless the manifest asks for `invert`.
 
 const INK_THRESHOLD = 0.05;
 const MNIST_DIGIT_BOX = 20 / 28; // the share of the image the digit's longer side fills
@@ -44,22 +44,56 @@ function boundingBox(ink, width, height) {
   return right < 0 ? null : { left, top, width: right - left + 1, height: bottom - top + 1 };
 }
 
-/** Area-averages the box's pixels into an image whose longer side is `size`: {values, width, height}. */
+/**
+ * Resamples the box's pixels into an image whose longer side is `size`: {values, width, height}. Like
+ * MNIST's anti-aliased size normalization, each output cell is a weighted average of the ink under it:
+ * the area it covers when shrinking, bilinear interpolation when enlarging (so a small drawing stays solid).
+ */
 function fitIntoBox(ink, inkWidth, box, size) {
   const scale = size / Math.max(box.width, box.height);
   const width = Math.max(1, Math.round(box.width * scale));
   const height = Math.max(1, Math.round(box.height * scale));
-  const sums = new Float32Array(width * height);
-  const counts = new Uint32Array(width * height);
-  for (let y = 0; y < box.height; y++) {
-    const row = Math.min(height - 1, Math.floor(y * scale));
-    for (let x = 0; x < box.width; x++) {
-      const cell = row * width + Math.min(width - 1, Math.floor(x * scale));
-      sums[cell] += ink[(box.top + y) * inkWidth + box.left + x];
-      counts[cell] += 1;
+  const columns = resamplingWeights(box.width, width);
+  const rows = resamplingWeights(box.height, height);
+  const values = new Float32Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      let sum = 0;
+      for (const [sourceY, weightY] of rows[y]) {
+        const rowStart = (box.top + sourceY) * inkWidth + box.left;
+        for (const [sourceX, weightX] of columns[x]) sum += weightY * weightX * ink[rowStart + sourceX];
+      }
+      values[y * width + x] = sum;
     }
   }
-  return { values: sums.map((sum, cell) => (counts[cell] ? sum / counts[cell] : 0)), width, height };
+  return { values, width, height };
+}
+
+/**
+ * For each of `targetSize` cells along one axis, the source pixels it reads and their weights (summing
+ * to 1). Cell i spans source coordinates [i, i + 1) / factor; source pixel k spans [k, k + 1).
+ */
+function resamplingWeights(sourceSize, targetSize) {
+  const factor = targetSize / sourceSize;
+  const weights = [];
+  for (let i = 0; i < targetSize; i++) {
+    if (factor <= 1) {
+      // shrinking: every source pixel counts by how much of it the cell covers (area average)
+      const start = i / factor, end = (i + 1) / factor;
+      const cell = [];
+      for (let k = Math.floor(start); k < Math.min(sourceSize, Math.ceil(end)); k++) {
+        const overlap = Math.min(end, k + 1) - Math.max(start, k);
+        if (overlap > 0) cell.push([k, overlap * factor]);
+      }
+      weights.push(cell);
+    } else {
+      // enlarging: interpolate between the two source pixel centres around the cell's centre
+      const centre = Math.min(sourceSize - 1, Math.max(0, (i + 0.5) / factor - 0.5));
+      const below = Math.floor(centre), fraction = centre - below;
+      weights.push(fraction > 0 ? [[below, 1 - fraction], [below + 1, fraction]] : [[below, 1]]);
+    }
+  }
+  return weights;
 }
 
 /** Places `digit` on a width × height canvas with its centre of mass at the centre (clipping overflow). */

@@ -1,6 +1,7 @@
 """Callbacks against Keras semantics: History is the reference for what each epoch logged."""
 
 import csv
+import json
 import os
 import warnings
 
@@ -241,6 +242,58 @@ def test_backup_and_restore_keeps_the_backup_when_asked_and_skips_finished_epoch
     assert model.fit(x, y, epochs=3, verbose=0, callbacks=[backup]).epoch == [2]
     with pytest.raises(ValueError, match="backup_dir"):
         tf.keras.callbacks.BackupAndRestore("")
+
+
+@pytest.mark.parametrize("damaged", ["training_state.json", "model.weights.ember"])
+def test_backup_and_restore_falls_back_to_the_previous_backup_when_the_latest_cannot_be_read(tmp_path, damaged):
+    x, y = _blobs()
+    reference = _classifier()
+    reference.fit(x, y, epochs=4, batch_size=32, shuffle=False, verbose=0)
+
+    model = _classifier()
+    backup_dir = tmp_path / "backup"
+    backup = tf.keras.callbacks.BackupAndRestore(backup_dir)
+    with pytest.raises(_Crash):
+        model.fit(x, y, epochs=4, batch_size=32, shuffle=False, verbose=0, callbacks=[backup, _crash_at(2, 3)])
+    # what a power loss leaves when the disk had not written the latest backup's file: nothing in it
+    (backup_dir / "checkpoint" / damaged).write_bytes(b"")
+    with pytest.warns(UserWarning, match="the backup in .*checkpoint cannot be read .*trying the previous one"):
+        history = model.fit(x, y, epochs=4, batch_size=32, shuffle=False, verbose=0, callbacks=[backup])
+    assert history.epoch == [1, 2, 3]  # from the backup after epoch 0, not the damaged one after epoch 1
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not os.path.exists(backup_dir / "checkpoint.old")  # deleted with the backup once training finished
+
+
+def test_backup_and_restore_syncs_every_file_before_swapping_the_backup_in(tmp_path, monkeypatch):
+    from trainer import files
+    from trainer.keras.callbacks import checkpoint
+
+    events = []
+
+    def write_atomically(path, data):
+        files.write_atomically(path, data)
+        events.append(("write", os.path.basename(path)))
+
+    def fsync_directory(directory):
+        files.fsync_directory(directory)
+        events.append(("sync", sorted(os.listdir(directory))))
+
+    monkeypatch.setattr(checkpoint, "write_atomically", write_atomically)
+    monkeypatch.setattr(checkpoint, "fsync_directory", fsync_directory)
+    backup_dir = tmp_path / "backup"
+    x, y = _blobs(n=64)
+    _classifier().fit(x, y, epochs=2, verbose=0, callbacks=[tf.keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False)])
+
+    second = events[events.index(("sync", ["checkpoint"])) + 1 :]  # the second backup, with a first to replace
+    assert second == [
+        ("write", "optimizer.npz"),
+        ("write", "training_state.json"),
+        ("sync", ["checkpoint", "checkpoint.tmp"]),  # the complete new backup is on disk before the swap
+        ("sync", ["checkpoint", "checkpoint.old"]),  # and the swap itself is on disk afterwards
+    ]
+    with open(backup_dir / "checkpoint" / "training_state.json") as file:
+        assert json.load(file)["epoch"] == 2
 
 
 def test_callbacks_import_paths_are_kept():

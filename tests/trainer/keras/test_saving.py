@@ -569,3 +569,39 @@ def test_a_file_from_a_newer_format_or_with_a_missing_entry_is_refused(tmp_path)
     missing = _edit_json(path, tmp_path / "missing.ember", "weights.json", lambda m: m["weights"][0].update(entry="weights/77.npy"))
     with pytest.raises(SavingError, match=r"missing entry 'weights/77\.npy'"):
         tf.keras.models.load_model(missing)
+
+
+# -- to_json / model_from_json ----------------------------------------------------------------------------------
+
+
+def _json_models():
+    layers = tf.keras.layers
+    sequential = tf.keras.Sequential([tf.keras.Input((6,)), layers.Dense(5, activation="relu"), layers.Dropout(0.1),
+                                      layers.Dense(3, activation="softmax")], name="json_sequential")  # fmt: skip
+    inputs = tf.keras.Input((4,))
+    left, right = layers.Dense(3)(inputs), layers.Dense(3, activation="tanh")(inputs)
+    functional = tf.keras.Model(inputs, layers.Dense(2)(layers.Concatenate()([left, right])), name="json_functional")
+    return {"sequential": (sequential, (7, 6)), "functional": (functional, (7, 4))}
+
+
+@pytest.mark.parametrize("kind", ["sequential", "functional"])
+def test_to_json_and_model_from_json_round_trip_the_architecture(kind):
+    model, shape = _json_models()[kind]
+    text = model.to_json(indent=2)
+    document = json.loads(text)
+    assert document["class_name"] == type(model).__name__ and document["config"]["name"] == model.name
+    clone = tf.keras.models.model_from_json(text)
+    assert type(clone) is type(model) and clone.to_json(indent=2) == text
+    assert [w.shape for w in clone.get_weights()] == [w.shape for w in model.get_weights()]
+    clone.set_weights(model.get_weights())
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_model_from_json_refuses_what_to_json_does_not_write():
+    with pytest.raises(SavingError, match="model_from_json: expected the JSON string"):
+        tf.keras.models.model_from_json("{not json")
+    with pytest.raises(SavingError, match=r"model_from_json: expected \{'class_name'"):
+        tf.keras.models.model_from_json('{"layers": []}')
+    with pytest.raises(SavingError, match="model_from_json: cannot rebuild the model"):
+        tf.keras.models.model_from_json('{"class_name": "os.system", "config": {}}')

@@ -179,3 +179,15 @@ def test_out_of_range_labels_fail_in_graph_and_eager_steps(eager):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=eager)
     with pytest.raises(ValueError, match=r"\[0, 3\).*from 0 to 3"):
         model.fit(x, y, verbose=0)
+
+
+def test_nested_python_lists_are_arrays_as_in_keras():
+    x, y = _blobs(n=12)
+    model = _classifier()
+    np.testing.assert_array_equal(model.predict(x[:2].tolist(), verbose=0), model.predict(x[:2], verbose=0))
+    before = model.evaluate(x, y, verbose=0)
+    assert model.evaluate(x.tolist(), y.tolist(), verbose=0) == pytest.approx(before, rel=1e-6)
+    two_inputs = tf.keras.Input((2,)), tf.keras.Input((3,))
+    joined = tf.keras.Model(list(two_inputs), tf.keras.layers.Concatenate()(list(two_inputs)))
+    left, right = np.ones((4, 2), np.float32), np.zeros((4, 3), np.float32)
+    assert joined.predict([left, right], verbose=0).shape == (4, 5)  # a list of arrays stays one array per input

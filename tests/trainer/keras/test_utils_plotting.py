@@ -1,5 +1,6 @@
 """``tf.keras.utils.plot_history``: training curves as an image, with a clear error without matplotlib."""
 
+import os
 import sys
 
 import numpy as np
@@ -42,3 +43,15 @@ def test_plot_history_errors_name_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match="plot_history needs matplotlib: pip install matplotlib"):
         tf.keras.utils.plot_history(_history(), tmp_path / "x.png")
+
+
+def test_plot_history_writes_a_file_with_the_umasks_mode_like_any_other(tmp_path):
+    pytest.importorskip("matplotlib")
+    umask = os.umask(0o022)
+    try:
+        path = tf.keras.utils.plot_history(_history(), tmp_path / "training_curves.png")
+    finally:
+        os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o644
+    with open(path, "rb") as image:
+        assert image.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.estimator.canned.head import check_n_classes, classifier_spec, optimizer_factory
+from trainer.estimator.canned.head import check_labels, check_n_classes, classifier_spec, optimizer_factory
 from trainer.estimator.estimator import Estimator
 from trainer.feature_column.numeric import check_columns, dense_input
 
@@ -81,3 +81,7 @@ class DNNClassifier(Estimator):
             return classifier_spec(mode, labels, n_classes, logits_fn, trainable_variables, make_optimizer)
 
         super().__init__(model_fn, model_dir=model_dir, config=config, warm_start_from=warm_start_from)
+        self._n_classes = n_classes
+
+    def _check_labels(self, labels) -> None:
+        check_labels(labels, self._n_classes, "DNNClassifier")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from trainer import nn
 from trainer.estimator.model_fn import EstimatorSpec, ModeKeys
 from trainer.ops import array_ops, math_ops
@@ -12,6 +14,23 @@ def check_n_classes(n_classes, owner: str) -> int:
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"{owner}: n_classes must be an integer >= 2, got {n_classes!r}")
     return n_classes
+
+
+def check_labels(labels, n_classes: int, owner: str) -> None:
+    """Refuses labels outside ``[0, n_classes)`` (binary: 0 or 1), like TensorFlow's classification heads."""
+    if labels is None:
+        return
+    values = np.asarray(labels.numpy() if hasattr(labels, "numpy") else labels)
+    if values.size == 0:
+        return
+    if values.dtype.kind not in "iub" and not np.all(np.mod(values, 1) == 0):
+        bad = values[np.mod(values, 1) != 0].flat[0].item()
+        raise ValueError(f"{owner}: labels must be integer class ids in [0, {n_classes}), got {bad!r}")
+    low, high = values.min(), values.max()
+    if low < 0 or high > n_classes - 1:
+        expected = "0 or 1 (a binary classifier)" if n_classes == 2 else f"class ids in [0, {n_classes})"
+        bad = (low if low < 0 else high).item()
+        raise ValueError(f"{owner}: labels must be {expected}; got label {bad!r} (Labels must be >= 0 and <= n_classes - 1 = {n_classes - 1})")
 
 
 def optimizer_factory(optimizer, default_learning_rate: float, owner: str):

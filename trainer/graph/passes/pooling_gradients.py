@@ -1,4 +1,7 @@
-"""Masking before unpooling: a ReLU gradient after a max-pooling gradient moves to the pooled side.
+"""Pooling gradients in training graphs: reuse the forward maximum, and mask before unpooling.
+
+``max_pool2d_grad(y, g)`` finds each window's maximum again; when the forward ``p = max_pool2d(y)``
+of the same window is in the graph, ``max_pool2d_grad_from_output(y, p, g)`` reads it instead.
 
 Conv → ReLU → MaxPool backpropagates as ``relu_grad(max_pool2d_grad(y, g), y)``: a full-size mask
 over a gradient that is zero everywhere except at one position per window. Masking the window's
@@ -19,18 +22,21 @@ from trainer.graph.passes.rewrite import (
     replace_uses,
     sole_consumer,
 )
-from trainer.ops import conv_ops, nn_ops
+from trainer.ops import conv_ops, nn_ops, pool_grad_ops
 
 
 def mask_before_unpooling(graph: Graph) -> tuple[Graph, PassReport]:
-    """Rewrites ``relu_grad(max_pool2d_grad(y, g), y)`` into ``max_pool2d_grad(y, relu_grad(g, p))``
+    """Rewrites ``max_pool2d_grad(y, g)`` into ``max_pool2d_grad_from_output(y, p, g)`` and
+    ``relu_grad(max_pool2d_grad(y, g), y)`` into ``max_pool2d_grad_from_output(y, p, relu_grad(g, p))``
     where ``p = max_pool2d(y)`` with the same window attributes is already computed in the graph.
 
-    Safe because ``max_pool2d_grad`` sends each window's gradient to the window's maximum of ``y``,
-    where ``y > 0`` exactly when the window's ``p > 0``: masking each gradient by ``p > 0`` before
+    The first is safe because both kernels send each window's gradient to the first element equal to
+    the window's maximum, and ``p`` is that maximum computed by the same ``maximum`` calls.
+
+    The second is safe because the gradient goes to the window's maximum of ``y``, where ``y > 0`` exactly when the window's ``p > 0``: masking each gradient by ``p > 0`` before
     sending it keeps and drops the same terms as masking the sums by ``y > 0`` after, and the
     dropped terms are exact zeros, so the results are equal bit for bit. Only a ``max_pool2d_grad``
-    that the ``relu_grad`` alone reads is rewritten; the new nodes read ``g`` and ``p`` (fresh
+    that the ``relu_grad`` alone reads is masked; the new nodes read ``g`` and ``p`` (fresh
     arrays, never variables) where the old ones ran.
     """
     graph = copy_graph(graph)
@@ -41,20 +47,25 @@ def mask_before_unpooling(graph: Graph) -> tuple[Graph, PassReport]:
         for node in graph.nodes
         if node.op is conv_ops.max_pool2d_op
     }
-    rewritten = []
+    rewritten, reused = [], []
     for node in list(graph.nodes):
         if node.op is not conv_ops.max_pool2d_grad_op:
             continue
         y, grad = node.inputs
         pool = pooled.get((y.id, _window(node.attrs)))
-        if pool is None or not _masks_by(sole_consumer(graph, node.outputs[0], consumers), y):
+        if pool is None:
             continue
-        mask = consumers[node.outputs[0].id][0]
-        masked = new_node(graph, nn_ops.relu_grad_op, [grad, pool], {}, before=node)
-        unpooled = new_node(graph, conv_ops.max_pool2d_grad_op, [y, masked.outputs[0]], dict(node.attrs), before=node)
-        replace_uses(graph, mask.outputs[0], unpooled.outputs[0])
-        rewritten.append(mask)
+        replaced = node
+        if _masks_by(sole_consumer(graph, node.outputs[0], consumers), y):
+            replaced = consumers[node.outputs[0].id][0]
+            grad = new_node(graph, nn_ops.relu_grad_op, [grad, pool], {}, before=node).outputs[0]
+            rewritten.append(replaced)
+        unpooled = new_node(graph, pool_grad_ops.max_pool2d_grad_from_output_op, [y, pool, grad], dict(node.attrs), before=node)
+        replace_uses(graph, replaced.outputs[0], unpooled.outputs[0])
+        reused.append(node)
     remove_unused(graph)
+    if reused:
+        report.changes.append(f"reused the forward maximum in {plural(len(reused), 'pooling gradient')}: {describe(reused)}")
     if rewritten:
         report.changes.append(f"masked {plural(len(rewritten), 'gradient')} before unpooling: {describe(rewritten)}")
     return graph, report

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import warnings
 
 import numpy as np
 
+from trainer.files import fsync_directory, write_atomically
 from trainer.keras.callbacks.base import Callback
 from trainer.keras.callbacks.monitor import MonitorCallback
 from trainer.keras.saving.registration import keras_serializable
@@ -129,7 +132,9 @@ class BackupAndRestore(Callback):
         backup_dir: the folder for the backup (created when needed; use one per training job).
         save_freq: "epoch", an integer number of batches, or False (no backups, only restore).
         double_checkpoint: accepted for Keras 3 compatibility; every backup here is already written
-            beside the previous one and swapped in, so a crash mid-backup always leaves a complete one.
+            beside the previous one, synced and swapped in, and the previous one stays (as
+            ``checkpoint.old``) until the next backup: a crash mid-backup always leaves a complete one,
+            and a backup that cannot be read (a disk that lost writes) falls back to the previous one.
         delete_checkpoint: delete the backup when training finishes.
 
     Example:
@@ -152,19 +157,9 @@ class BackupAndRestore(Callback):
 
     def on_train_begin(self, logs=None):
         self._batches_seen = 0
-        folder = self._latest()
-        if folder is None:
+        state = self._restore()
+        if state is None:
             return
-        with open(os.path.join(folder, self._STATE), encoding="utf-8") as file:
-            state = json.load(file)
-        self.model.load_weights(os.path.join(folder, self._WEIGHTS))
-        optimizer = getattr(self.model, "optimizer", None)
-        optimizer_path = os.path.join(folder, self._OPTIMIZER)
-        if optimizer is not None and os.path.exists(optimizer_path):
-            if not optimizer.built:
-                optimizer.build(self.model.trainable_variables)
-            with np.load(optimizer_path, allow_pickle=False) as arrays:
-                optimizer.load_own_variables({key: arrays[key] for key in arrays.files})
         # fit reads these after on_train_begin and starts its loops there (Keras 3's protocol, plus the batch).
         self.model._initial_epoch = int(state["epoch"])
         self.model._initial_step = int(state.get("batch", 0))
@@ -173,6 +168,43 @@ class BackupAndRestore(Callback):
             # batch then continues from the generator's state at the backup (dropout masks and the like).
             random_state.set_global_state(state["rng_epoch_start"])
             self._pending_rng = state["rng"] if self.model._initial_step else None
+
+    def _restore(self):
+        """Loads the latest readable backup into the model and optimizer; returns its state (None: no backup).
+
+        Like Keras, a backup that cannot be read falls back to the one before it (``checkpoint.old``),
+        with a warning; only when none can be read does the first error propagate.
+        """
+        first_error = None
+        for folder in (self._checkpoint, self._checkpoint + ".old"):
+            if not os.path.exists(os.path.join(folder, self._STATE)):
+                continue
+            try:
+                return self._load(folder)
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                warnings.warn(
+                    f"BackupAndRestore: the backup in {folder} cannot be read ({error}); trying the previous one",
+                    stacklevel=3,
+                )
+                first_error = first_error or error
+        if first_error is not None:
+            raise first_error
+        return None
+
+    def _load(self, folder: str) -> dict:
+        with open(os.path.join(folder, self._STATE), encoding="utf-8") as file:
+            state = json.load(file)
+        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+            raise ValueError(f"{self._STATE} holds no epoch: {state!r}")
+        self.model.load_weights(os.path.join(folder, self._WEIGHTS))
+        optimizer = getattr(self.model, "optimizer", None)
+        optimizer_path = os.path.join(folder, self._OPTIMIZER)
+        if optimizer is not None and os.path.exists(optimizer_path):
+            if not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            with np.load(optimizer_path, allow_pickle=False) as arrays:
+                optimizer.load_own_variables({key: arrays[key] for key in arrays.files})
+        return state
 
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
@@ -202,30 +234,34 @@ class BackupAndRestore(Callback):
             for name in ("checkpoint", "checkpoint.old", "checkpoint.tmp"):
                 shutil.rmtree(os.path.join(self.backup_dir, name), ignore_errors=True)
 
-    def _latest(self):
-        # A crash between the two renames of _backup leaves only the previous backup, as checkpoint.old.
-        for folder in (self._checkpoint, self._checkpoint + ".old"):
-            if os.path.exists(os.path.join(folder, self._STATE)):
-                return folder
-        return None
-
     def _backup(self, next_epoch: int, next_batch: int) -> None:
-        """Writes a complete backup into a fresh folder, then swaps it in, so a crash never leaves half of one."""
-        staging = self._checkpoint + ".tmp"
+        """Writes a complete backup into a fresh folder, then swaps it in, so a crash never leaves half of one.
+
+        Every file is synced as it is written, and so are the folder renames: after a power loss the
+        swapped-in folder holds the whole backup, never a file the disk had not written yet.
+        """
+        if not os.path.isdir(self.backup_dir):
+            os.makedirs(self.backup_dir)
+            fsync_directory(os.path.dirname(os.path.abspath(self.backup_dir)))
+        staging, old = self._checkpoint + ".tmp", self._checkpoint + ".old"
         shutil.rmtree(staging, ignore_errors=True)
         os.makedirs(staging)
-        self.model.save_weights(os.path.join(staging, self._WEIGHTS))
+        self.model.save_weights(os.path.join(staging, self._WEIGHTS))  # written and synced atomically
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is not None:
             store = {}
             optimizer.save_own_variables(store)
-            np.savez(os.path.join(staging, self._OPTIMIZER), **store)
-        with open(os.path.join(staging, self._STATE), "w", encoding="utf-8") as file:
-            rng = random_state.get_global_state()
-            json.dump({"epoch": next_epoch, "batch": next_batch, "rng": rng, "rng_epoch_start": self._epoch_rng if next_batch else rng}, file)
-        old = self._checkpoint + ".old"
+            arrays = io.BytesIO()
+            np.savez(arrays, **store)
+            write_atomically(os.path.join(staging, self._OPTIMIZER), arrays.getvalue())
+        rng = random_state.get_global_state()
+        rng_epoch_start = self._epoch_rng if next_batch else rng
+        state = {"epoch": next_epoch, "batch": next_batch, "rng": rng, "rng_epoch_start": rng_epoch_start}
+        write_atomically(os.path.join(staging, self._STATE), json.dumps(state))
+        fsync_directory(self.backup_dir)  # the staging folder's own entry is on disk before the renames
+        # The previous backup stays as checkpoint.old until the next backup: _restore falls back to it.
         shutil.rmtree(old, ignore_errors=True)
         if os.path.exists(self._checkpoint):
             os.replace(self._checkpoint, old)
         os.replace(staging, self._checkpoint)
-        shutil.rmtree(old, ignore_errors=True)
+        fsync_directory(self.backup_dir)

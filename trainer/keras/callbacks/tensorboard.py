@@ -51,6 +51,8 @@ class TensorBoard(Callback):
         self.histogram_freq, self.write_graph, self.update_freq = histogram_freq, write_graph, update_freq
         self.write_images, self.write_steps_per_second = write_images, write_steps_per_second
         self._writers = {}
+        self._training = False  # inside fit: its writers stay open until on_train_end
+        self._traced = None  # (key, graph): the inference graph last written, reused by a later fit of the same model
         self._global_train_batch = 0
         self._epoch_start = self._batch_start = None
         self._epoch_batches = 0
@@ -63,6 +65,7 @@ class TensorBoard(Callback):
         return self._writers[name]
 
     def on_train_begin(self, logs=None):
+        self._training = True
         self._global_train_batch = 0
         self._writer("train")
         if self.write_graph:
@@ -84,11 +87,13 @@ class TensorBoard(Callback):
             return
         from trainer import summary  # noqa: PLC0415
 
+        # The batch's time ends here, before any writing, as in Keras: steps per second is the training's speed.
+        batch_seconds = time.perf_counter() - self._batch_start if self._batch_start is not None else None
         with self._writer("train").as_default(step=self._global_train_batch):
+            if self.write_steps_per_second and batch_seconds is not None:
+                summary.scalar("batch_steps_per_second", 1.0 / max(batch_seconds, 1e-9))
             for name, value in (logs or {}).items():
                 summary.scalar(f"batch_{name}", value)
-            if self.write_steps_per_second and self._batch_start is not None:
-                summary.scalar("batch_steps_per_second", 1.0 / max(time.perf_counter() - self._batch_start, 1e-9))
 
     def on_test_end(self, logs=None):
         iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
@@ -99,6 +104,8 @@ class TensorBoard(Callback):
         with self._writer("validation").as_default(step=iterations):
             for name, value in logs.items():
                 summary.scalar(f"evaluation_{name}_vs_iterations", value)
+        if not self._training:  # evaluate() outside fit: no on_train_end will close this writer
+            self._writers.pop("validation").close()
 
     def on_epoch_end(self, epoch, logs=None):
         from trainer import summary  # noqa: PLC0415
@@ -124,6 +131,7 @@ class TensorBoard(Callback):
                     summary.scalar(f"epoch_{name}", value)
 
     def on_train_end(self, logs=None):
+        self._training = False
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
@@ -160,16 +168,23 @@ class TensorBoard(Callback):
         else:
             warnings.warn(f"TensorBoard: model '{self.model.name}' has no known input shape, so no graph is written", stacklevel=2)
             return
-        concrete = Function(self.model, autograph=False, name=self.model.name).get_concrete_function(signature)
+        # The graph holds the weights by reference, so a later fit of the same model (same weights, same
+        # inputs) writes the graph traced before instead of tracing the model again.
+        key = (id(self.model), tuple(id(weight) for weight in self.model.weights), signature)
+        if self._traced is not None and self._traced[0] == key:
+            graph = self._traced[1]
+        else:
+            graph = Function(self.model, autograph=False, name=self.model.name).get_concrete_function(signature).graph
+            self._traced = (key, graph)
         with self._writer("train").as_default():
-            summary.graph(concrete.graph)
+            summary.graph(graph)
 
 
 def _weight_image(values):
     """A weight as (k, height, width, 1) floats in [0, 1], laid out as Keras does; None when it has no 2-D view."""
     values = np.squeeze(values)
-    if values.ndim == 1:  # a bias: one row
-        values = values.reshape(1, 1, -1, 1)
+    if values.ndim == 1:  # a bias: one column, as Keras draws it
+        values = values.reshape(1, -1, 1, 1)
     elif values.ndim == 2:  # a Dense kernel, wide side horizontal
         values = (values.T if values.shape[0] > values.shape[1] else values)[None, :, :, None]
     elif values.ndim == 3:  # a conv kernel: one picture per output channel

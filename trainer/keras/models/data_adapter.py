@@ -29,6 +29,18 @@ def _as_array(value, argument: str):
     return array
 
 
+def _is_list_of_scalars(value) -> bool:
+    """Keras's ``ListsOfScalarsDataAdapter`` test: a (nested) list whose first elements end in a number, as
+    ``x.tolist()`` gives. Such a list is one array, not a structure of per-sample inputs."""
+    while isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    return isinstance(value, (int, float, bool, np.generic)) and not isinstance(value, np.ndarray)
+
+
+def _lists_to_arrays(value):
+    return np.asarray(value) if isinstance(value, (list, tuple)) and _is_list_of_scalars(value) else value
+
+
 def _is_dataset(value) -> bool:
     return hasattr(value, "element_spec") and hasattr(value, "cardinality")
 
@@ -37,6 +49,7 @@ class ArrayAdapter:
     """Batches NumPy arrays (or nests of them): one shuffled index array per epoch, one fancy-index per batch."""
 
     def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=False):
+        x, y = _lists_to_arrays(x), _lists_to_arrays(y)
         self.x = nest.map_structure(lambda v: _as_array(v, "x"), x)
         self.y = None if y is None else nest.map_structure(lambda v: _as_array(v, "y"), y)
         self.sample_weight = None if sample_weight is None else _as_array(sample_weight, "sample_weight")

@@ -75,6 +75,16 @@ class Model(Trainer, Layer):
     def get_config(self) -> dict:
         return {"name": self.name, "trainable": self.trainable}
 
+    def to_json(self, **kwargs) -> str:
+        """The model's architecture as a JSON string (no weights); ``tf.keras.models.model_from_json`` rebuilds it.
+
+        Args:
+            **kwargs: passed to ``json.dumps`` (``indent=2``, ``sort_keys=True``, ...).
+        """
+        from trainer.keras.saving.saving import model_to_json  # noqa: PLC0415
+
+        return model_to_json(self, **kwargs)
+
     def save(self, filepath, overwrite=True, **kwargs) -> None:
         """Saves the model to one ``.ember`` file: config, weights, compile arguments and optimizer state.
 

@@ -7,4 +7,4 @@ from trainer.keras.saving.registration import (  # noqa: F401
     register_keras_serializable,
     serialize,
 )
-from trainer.keras.saving.saving import load_model, load_weights, save_model, save_weights  # noqa: F401
+from trainer.keras.saving.saving import load_model, load_weights, model_from_json, save_model, save_weights  # noqa: F401

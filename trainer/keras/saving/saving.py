@@ -18,7 +18,9 @@ A weights file (``name.weights.ember``) holds only ``weights.json`` (without "op
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
 import os
 
 import numpy as np
@@ -70,6 +72,40 @@ def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool 
             variables = [({"name": variable.name}, variable) for variable in optimizer.variables]
             manifest["optimizer"] = {"built": bool(optimizer.built), "variables": _write_arrays(archive, "optimizer", variables)}
         archive.write_json("weights.json", manifest)
+
+
+def model_to_json(model, **kwargs) -> str:
+    """``model.to_json()``: the architecture alone as a JSON string, Keras's ``{"class_name", "config"}`` layout
+    plus the build shape; no weights and no compile arguments. ``kwargs`` go to ``json.dumps`` (``indent=2``)."""
+    from trainer.keras.models.model import Model  # noqa: PLC0415 - models import this package
+
+    if not isinstance(model, Model):
+        raise TypeError(f"to_json expects a tf.keras.Model, got {type(model).__name__}")
+    document = {**serialize(model), "build_config": model.get_build_config(), "emberflow_version": _version()}
+    try:
+        return json.dumps(document, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise SavingError(f"to_json: the config of '{model.name}' cannot be written as JSON: {error}") from None
+
+
+def model_from_json(json_string, custom_objects: dict | None = None):
+    """A new, untrained model from ``model.to_json()``'s string, like ``tf.keras.models.model_from_json``.
+
+    Only registered classes (or those in ``custom_objects``) are constructed.
+
+    Example:
+        >>> clone = tf.keras.models.model_from_json(model.to_json())
+        >>> clone.set_weights(model.get_weights())
+    """
+    what = "model_from_json"
+    try:
+        document = json.loads(json_string)
+    except (TypeError, ValueError) as error:
+        raise SavingError(f"{what}: expected the JSON string that model.to_json() returns: {error}") from None
+    if not (isinstance(document, dict) and isinstance(document.get("class_name"), str) and isinstance(document.get("config"), dict)):
+        raise SavingError(f"{what}: expected {{'class_name': str, 'config': dict, ...}} as model.to_json() writes, "
+                          f"got {str(document)[:200]}")  # fmt: skip
+    return _revive(document, custom_objects, what, None)
 
 
 def load_model(filepath, custom_objects: dict | None = None, compile: bool = True, safe_mode: bool = True):  # noqa: A002 - Keras's name
@@ -237,11 +273,12 @@ def _checked_record(record, fields: dict, path: str) -> dict:
     return record
 
 
-def _revive(config: dict, custom_objects, path: str, weight_bytes: int):
+def _revive(config: dict, custom_objects, path: str, weight_bytes: int | None):
     """The model built from ``config`` by its registered class, then built on the saved input shape.
 
     Its layers may create at most ``weight_bytes`` of weights (what the file's arrays hold), so a config
-    with absurd sizes fails before it allocates them.
+    with absurd sizes fails before it allocates them; ``None`` (``model_from_json``: no file holds the
+    weights, as when the caller constructs the model in Python) sets no cap.
     """
     from trainer.keras.layers.base import weight_budget  # noqa: PLC0415 - layers import this package
     from trainer.keras.models.model import Model  # noqa: PLC0415
@@ -251,7 +288,7 @@ def _revive(config: dict, custom_objects, path: str, weight_bytes: int):
         cls = lookup("models", class_name, custom_objects)
         if not (inspect.isclass(cls) and issubclass(cls, Model)):
             raise UnknownObjectError(f"{class_name!r} is registered, but is not a model class")
-        with weight_budget(weight_bytes, f"the file {path}"):
+        with weight_budget(weight_bytes, f"the file {path}") if weight_bytes is not None else contextlib.nullcontext():
             model = from_config(cls, config["config"], custom_objects)
             build_config = config.get("build_config")
             if not model.built and build_config:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
+
+from trainer.files import write_atomically
 
 
 def plot_history(history, path, metrics=None, title=None) -> str:
@@ -54,15 +56,11 @@ def plot_history(history, path, metrics=None, title=None) -> str:
         figure.suptitle(title)
     figure.tight_layout()
     path = os.fspath(path)
-    directory, base = os.path.split(os.path.abspath(path))
-    extension = os.path.splitext(base)[1] or ".png"
-    handle, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=extension, dir=directory)
-    os.close(handle)
+    extension = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    image = io.BytesIO()  # rendered in memory, then written like every other file: whole, with the umask's mode
     try:
-        figure.savefig(temporary, dpi=100)
-        os.replace(temporary, path)
+        figure.savefig(image, format=extension, dpi=100)
     finally:
         pyplot.close(figure)
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_atomically(path, image.getvalue())
     return path
