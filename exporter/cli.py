@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_VERIFY_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE: what a shell reports for a process that signal ended
 
 
 class UsageError(Exception):
@@ -77,12 +78,12 @@ def main(argv=None) -> int:
         return code
     except BrokenPipeError:
         # The reader went away (`emberflow inspect f.lite | head`). As Python's docs recommend (library/signal,
-        # "Note on SIGPIPE"), point stdout at the null device so the final flush cannot fail again, and exit 1
-        # quietly: the output was cut short, which is not a success.
+        # "Note on SIGPIPE"), point stdout at the null device so the final flush cannot fail again, and exit
+        # quietly with 141, the status of a process killed by SIGPIPE: cut short, but not a failed verification (1).
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, sys.stdout.fileno())
         os.close(null)
-        return 1
+        return EXIT_BROKEN_PIPE
 
 
 def _main(argv=None) -> int:

@@ -365,9 +365,11 @@ class Interpreter:
         signature = tensor.shape_signature
         # The first dim may always change (TFLite's non-strict resize); the others must match where fixed.
         if value.ndim != len(signature) or any(s != -1 and s != d for s, d in zip(signature[1:], value.shape[1:])):
-            expected = ", ".join(["batch" if k == 0 and d == -1 else "None" if d == -1 else str(d) for k, d in enumerate(signature)])
-            expected = f"({expected}{',' if len(signature) == 1 else ''})"
-            raise ValueError(f"input '{self._input_name(index)}' expects {expected} {tensor.dtype}, got {value.shape} {value.dtype}")
+            dims = ["batch" if k == 0 and d == -1 else "None" if d == -1 else str(d) for k, d in enumerate(signature)]
+            expected = f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
+            raise ValueError(
+                f"input '{self._input_name(index)}' expects {expected} {tensor.dtype}, got {value.shape} {value.dtype}"
+            )
         if value.dtype == tensor.dtype:
             return value
         if np.issubdtype(value.dtype, np.floating) and not np.issubdtype(tensor.dtype, np.floating):

@@ -84,8 +84,13 @@ def test_nested_checkpoints_python_state_and_inspection(tmp_path):
     path = tf.train.Checkpoint(inner=inner, counter=Counter(7)).save(str(tmp_path / "ckpt"))
     assert tf.train.list_variables(str(tmp_path)) == [("inner/bias", [3]), ("save_counter", [])]
     np.testing.assert_array_equal(tf.train.load_variable(path, "inner/bias"), np.arange(3))
-    reader = tf.train.load_checkpoint(str(tmp_path))
-    assert reader.has_tensor("inner/bias") and reader.get_variable_to_shape_map()["inner/bias"] == [3]
+    with tf.train.load_checkpoint(str(tmp_path)) as reader:
+        assert reader.has_tensor("inner/bias") and reader.get_variable_to_shape_map()["inner/bias"] == [3]
+        assert reader.get_variable_to_dtype_map() == {"inner/bias": tf.float32, "save_counter": tf.int64}
+        os.remove(path + ".ckpt")  # the reader holds the file open: reading goes on without reopening it
+        np.testing.assert_array_equal(reader.get_tensor("inner/bias"), np.arange(3))
+        assert int(reader.get_tensor("save_counter")) == 1
+    tf.train.Checkpoint(inner=inner, counter=Counter(7)).write(path)
 
     restored_inner, counter = tf.train.Checkpoint(bias=tf.Variable(np.zeros(3, np.float32))), Counter()
     tf.train.Checkpoint(inner=restored_inner, counter=counter).restore(path).assert_consumed()

@@ -57,7 +57,7 @@ class ModeGraph:
 
     ``run(features, labels)`` runs one batch (the TRAIN graph also applies its ``train_op``) and returns
     ``{"loss": ...}`` (TRAIN, EVAL) or the predictions (PREDICT). ``variables`` maps each variable's
-    name to the variable, without the metric variables (``metric_variables``).
+    name to the variable, without the metrics' variables (a checkpoint does not hold them).
     """
 
     def __init__(self, model_fn, mode: str, element_spec, params: dict, config):
@@ -84,7 +84,6 @@ class ModeGraph:
         arguments = (features_spec, labels_spec) if self._has_labels else (features_spec,)
         concrete = self._function.get_concrete_function(*arguments)
         metric_ids = {id(variable) for metric in self.spec.eval_metric_ops.values() for variable in metric.variables}
-        self.metric_variables = [value.variable for value in concrete.graph.variables if id(value.variable) in metric_ids]
         self.variables = {}
         for value in concrete.graph.variables:
             if id(value.variable) in metric_ids:

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from trainer import dtypes
 from trainer.train import checkpoint_file
 from trainer.train.checkpoint_management import latest_checkpoint
 from trainer.train.trackable import CheckpointError
@@ -33,23 +34,39 @@ def load_variable(ckpt_dir_or_file, name: str) -> np.ndarray:
         return reader.read(name)
 
 
-class CheckpointReader:
-    """What ``tf.train.load_checkpoint`` returns: ``get_tensor``, ``has_tensor`` and the variable shapes."""
+class CheckpointTensorReader:
+    """What ``tf.train.load_checkpoint`` returns: ``get_tensor``, ``has_tensor`` and the variables' shapes and dtypes.
+
+    It keeps the checkpoint file open (its manifest checked once) until ``close()`` or the end of a
+    ``with`` block, so that reading many tensors does not reopen the file for each.
+    """
 
     def __init__(self, save_path: str):
-        self._path = save_path
-        self._shapes = dict(list_variables(save_path))
+        self._reader = checkpoint_file.CheckpointReader(save_path)
 
     def get_variable_to_shape_map(self) -> dict:
-        return dict(self._shapes)
+        return {key: list(record["shape"]) for key, record in self._reader.records.items()}
+
+    def get_variable_to_dtype_map(self) -> dict:
+        return {key: dtypes.as_dtype(np.dtype(record["dtype"])) for key, record in self._reader.records.items()}
 
     def has_tensor(self, name: str) -> bool:
-        return name in self._shapes
+        return name in self._reader.records
 
     def get_tensor(self, name: str) -> np.ndarray:
-        return load_variable(self._path, name)
+        return self._reader.read(name)
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
-def load_checkpoint(ckpt_dir_or_file) -> CheckpointReader:
+def load_checkpoint(ckpt_dir_or_file) -> CheckpointTensorReader:
     """A reader for the checkpoint (or the latest one in a directory)."""
-    return CheckpointReader(_resolve(ckpt_dir_or_file))
+    return CheckpointTensorReader(_resolve(ckpt_dir_or_file))

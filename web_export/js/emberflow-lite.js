@@ -399,12 +399,13 @@ const f32 = Math.fround;
 // typed arrays. Shapes are plain arrays; `node.input(i)` is { shape, dtype, value, scales, zeroPoints }.
 
 class Node {
-  constructor(op, inputs, outputTensors, scratch) {
+  constructor(op, inputs, outputTensors, scratch, heap) {
     this.op = op;
     this.inputs = inputs;
     this.outputTensors = outputTensors;
     this.options = op.options;
     this.scratch = scratch;
+    this.heap = heap; // WebAssembly memory for the SIMD inner product, or null
   }
 
   fail(message) {
@@ -536,30 +537,62 @@ function hybridScales(node, filters, channels) {
 }
 
 // FULLY_CONNECTED and CONV_2D end in one inner product, acc[u] = sum over k of value[k] * W[u][k]. The
-// weights are transposed once to [depth, units] (Float32Array: int8 weights are exact in it); each run
-// first lists the nonzero values with their weight-row offsets (so blank pixels, ReLU zeros and padding
-// cost nothing), then `dotRows` sums eight units at a time in locals, which V8 keeps in registers.
-function innerProduct(node, weights, units, depth) {
-  const transposed = node.scratch(Float32Array, units * depth);
-  const values = node.scratch(Float64Array, depth), offsets = node.scratch(Int32Array, depth);
+// weights are transposed once to [depth, units]; each run first lists the nonzero values with the
+// offsets of their weight rows (`stride` apart), so that blank pixels, ReLU zeros and padding cost
+// nothing, then `sum(count, acc)` adds up the listed rows. float32 layers do that in WebAssembly SIMD
+// where there is one (`simdProduct`); the others (and int8 products, exact in doubles) in `dotRows`.
+function innerProduct(node, weights, units, depth, float) {
+  if (float && node.heap) return simdProduct(node, weights, units, depth);
+  const transposed = node.scratch(Float32Array, units * depth); // int8 weights are exact in float32
+  const lists = [node.scratch(Float64Array, depth), node.scratch(Int32Array, depth)];
   const transpose = (W) => {
     for (let u = 0; u < units; u++) for (let k = 0; k < depth; k++) transposed[k * units + u] = W[u * depth + k];
   };
   if (weights.value) transpose(weights.value);
   return {
-    values, offsets,
+    stride: units,
+    lists: () => lists, // [values, offsets]
     weightsFrom: weights.value ? () => {} : transpose, // weights computed at run time (rare) are transposed each run
-    // acc[0..units) from the first `count` listed values
-    sum: (count, acc) => dotRows(acc, units, count, values, offsets, transposed),
+    sum: (count, acc) => dotRows(acc, units, count, lists[0], lists[1], transposed),
+  };
+}
+
+// The float32 inner product in WebAssembly: weights [depth, units padded to 32] and the lists live in
+// the model's heap; `dot` sums 32 units at a time in eight f32x4 registers.
+function simdProduct(node, weights, units, depth) {
+  const heap = node.heap, blocks = Math.ceil(units / 32), stride = blocks * 32 * 4;
+  const weightsAt = heap.reserve(depth * stride), valuesAt = heap.reserve(depth * 4), offsetsAt = heap.reserve(depth * 4);
+  const outAt = heap.reserve(stride);
+  const transpose = (W) => {
+    const f32 = heap.f32, base = weightsAt / 4;
+    for (let u = 0; u < units; u++) for (let k = 0; k < depth; k++) f32[base + (k * stride) / 4 + u] = W[u * depth + k];
+  };
+  if (weights.value) transpose(weights.value);
+  let buffer = null, lists = null;
+  return {
+    stride,
+    lists: () => { // views made again if the heap grew after this layer was prepared
+      if (heap.memory.buffer !== buffer) {
+        buffer = heap.memory.buffer;
+        lists = [new Float32Array(buffer, valuesAt, depth), new Int32Array(buffer, offsetsAt, depth)];
+      }
+      return lists;
+    },
+    weightsFrom: weights.value ? () => {} : transpose,
+    sum: (count, acc) => {
+      heap.dot(count, valuesAt, offsetsAt, weightsAt, blocks, outAt);
+      const f32 = heap.f32, base = outAt / 4;
+      for (let u = 0; u < units; u++) acc[u] = f32[base + u];
+    },
   };
 }
 
 // Lists the nonzero values of X[start..start + depth) and their weight-row offsets; returns how many.
-function listNonzero(X, start, depth, units, values, offsets) {
+function listNonzero(X, start, depth, stride, values, offsets) {
   let count = 0;
   for (let k = 0; k < depth; k++) {
     const v = X[start + k];
-    if (v !== 0) { values[count] = v; offsets[count++] = k * units; }
+    if (v !== 0) { values[count] = v; offsets[count++] = k * stride; }
   }
   return count;
 }
@@ -642,13 +675,14 @@ function fullyConnected(node) {
     node.check(x.shape[x.shape.length - 1] === depth, `input last dim ${x.shape[x.shape.length - 1]}, expected ${depth}`);
     shape = [...x.shape.slice(0, -1), units];
   }
-  const layer = weightedLayer(node, x, weights, units, depth), dot = innerProduct(node, weights, units, depth);
-  const { acc, source, finish } = layer;
+  const layer = weightedLayer(node, x, weights, units, depth), { acc, source, finish } = layer;
+  const dot = innerProduct(node, weights, units, depth, layer.mode === "float32");
   const run = (ins, outs) => {
     dot.weightsFrom(ins[1]);
+    const [values, offsets] = dot.lists();
     for (let r = 0; r < rows; r++) {
-      const values = source(ins[0], r * depth, depth);
-      dot.sum(listNonzero(values, values === ins[0] ? r * depth : 0, depth, units, dot.values, dot.offsets), acc);
+      const X = source(ins[0], r * depth, depth);
+      dot.sum(listNonzero(X, X === ins[0] ? r * depth : 0, depth, dot.stride, values, offsets), acc);
       finish(acc, ins[2], outs[0], r * units);
     }
   };
@@ -729,10 +763,11 @@ function conv2d(node) {
   const g = geometry(node, x, kernelH, kernelW, o.dilationH, o.dilationW);
   const depth = kernelH * kernelW * channelsIn, imageSize = g.height * g.width * channelsIn;
   // hybrid convolutions quantize each batch image as a whole; float and int8 ones one pixel at a time
-  const layer = weightedLayer(node, x, filters, channelsOut, imageSize), dot = innerProduct(node, filters, channelsOut, depth);
-  const { acc, source, finish } = layer, { values, offsets } = dot;
+  const layer = weightedLayer(node, x, filters, channelsOut, imageSize), { acc, source, finish } = layer;
+  const dot = innerProduct(node, filters, channelsOut, depth, layer.mode === "float32"), stride = dot.stride;
   const run = (ins, outs) => {
     dot.weightsFrom(ins[1]);
+    const [values, offsets] = dot.lists();
     let at = 0;
     for (let b = 0; b < g.batch; b++) {
       const image = source(ins[0], b * imageSize, imageSize), base = image === ins[0] ? b * imageSize : 0;
@@ -745,10 +780,10 @@ function conv2d(node) {
             for (let kx = 0; kx < kernelW; kx++) {
               const ix = ox * g.strideW - g.left + kx * g.dilationW;
               if (ix < 0 || ix >= g.width) continue;
-              const from = base + (iy * g.width + ix) * channelsIn, row = (ky * kernelW + kx) * channelsIn * channelsOut;
+              const from = base + (iy * g.width + ix) * channelsIn, row = (ky * kernelW + kx) * channelsIn;
               for (let c = 0; c < channelsIn; c++) {
                 const v = image[from + c];
-                if (v !== 0) { values[count] = v; offsets[count++] = row + c * channelsOut; }
+                if (v !== 0) { values[count] = v; offsets[count++] = (row + c) * stride; }
               }
             }
           }
@@ -1516,6 +1551,81 @@ const KERNELS = {
 };
 
 // ---------------------------------------------------------------------------------------------------
+// WebAssembly SIMD for the float32 inner product: one function, written out below instruction by
+// instruction. In the text format it is
+//   (func (export "dot") (param $count $values $offsets $weights $blocks $out i32)
+//     for each of $blocks blocks of 32 units: a0..a7 = 0 (f32x4); for each of the $count listed values
+//     v (f32 at $values) with weight-row offset o (i32 at $offsets): a_j += splat(v) * (v128 at $weights
+//     + o + 16 j); then a0..a7 are stored at $out, and $out and $weights move on by 128 bytes)
+// and it reads the memory "m"."m".
+
+const leb = (n) => (n < 128 ? [n] : [(n & 127) | 128, ...leb(n >> 7)]); // (the i32 constants here are small and positive)
+
+function dotModule() {
+  const get = (i) => [0x20, i], set = (i) => [0x21, i], constant = (n) => [0x41, ...leb(n)], simd = (op, ...memarg) => [0xfd, ...leb(op), ...memarg];
+  const [count, values, offsets, weights, blocks, out, i, end, w, v] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], sums = [10, 11, 12, 13, 14, 15, 16, 17];
+  const add = 0x6a, block = [0x02, 0x40], loop = [0x03, 0x40], exitIf = [0x0d, 1], repeat = [0x0c, 0], end2 = [0x0b, 0x0b];
+  const body = [
+    2, 3, 0x7f, 9, 0x7b, // locals: i, end, w (i32); v, a0..a7 (v128)
+    ...get(count), ...constant(2), 0x74, ...set(end), // end = count * 4
+    ...block, ...loop, ...get(blocks), 0x45, ...exitIf, // while blocks != 0:
+    ...simd(12, ...new Array(16).fill(0)), ...sums.slice(0, 7).flatMap((a) => [0x22, a]), ...set(sums[7]), // a0..a7 = 0
+    ...constant(0), ...set(i),
+    ...block, ...loop, ...get(i), ...get(end), 0x4f, ...exitIf, // while i < end:
+    ...get(values), ...get(i), add, 0x2a, 2, 0, ...simd(19), ...set(v), // v = f32x4.splat(f32 values[i])
+    ...get(weights), ...get(offsets), ...get(i), add, 0x28, 2, 0, add, ...set(w), // w = weights + i32 offsets[i]
+    ...sums.flatMap((a, j) => [...get(a), ...get(v), ...get(w), ...simd(0, 4, ...leb(16 * j)), ...simd(230), ...simd(228), ...set(a)]),
+    ...get(i), ...constant(4), add, ...set(i), ...repeat, ...end2, // i += 4
+    ...sums.flatMap((a, j) => [...get(out), ...get(a), ...simd(11, 4, ...leb(16 * j))]), // v128.store
+    ...get(out), ...constant(128), add, ...set(out), ...get(weights), ...constant(128), add, ...set(weights),
+    ...get(blocks), ...constant(1), 0x6b, ...set(blocks), ...repeat, ...end2, 0x0b, // blocks -= 1
+  ];
+  const section = (id, ...content) => [id, ...leb(content.length), ...content];
+  return new Uint8Array([
+    0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
+    ...section(1, 1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0), // type: (i32 x 6) -> ()
+    ...section(2, 1, 1, 0x6d, 1, 0x6d, 2, 0, 0), // import memory "m"."m"
+    ...section(3, 1, 0), // function 0 has type 0
+    ...section(7, 1, 3, 0x64, 0x6f, 0x74, 0, 0), // export "dot"
+    ...section(10, 1, ...leb(body.length), ...body),
+  ]);
+}
+
+// The compiled module, or null where WebAssembly SIMD is missing (then float32 layers run in `dotRows`).
+let dotCompiled;
+function dotKernel() {
+  if (dotCompiled === undefined) {
+    const bytes = dotModule();
+    dotCompiled = typeof WebAssembly === "object" && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+  }
+  return dotCompiled;
+}
+
+// The WebAssembly memory of one plan: `reserve(bytes)` gives a 16-byte aligned offset, growing it while
+// operators are prepared (never during a run); `f32` views all of it.
+class Heap {
+  constructor(module, account) {
+    this.memory = new WebAssembly.Memory({ initial: 1 });
+    this.dot = new WebAssembly.Instance(module, { m: { m: this.memory } }).exports.dot;
+    this.used = 0;
+    this.account = account;
+    this.f32 = new Float32Array(this.memory.buffer);
+  }
+
+  reserve(bytes) {
+    const at = this.used;
+    this.used = Math.ceil((at + bytes) / 16) * 16;
+    this.account(this.used - at);
+    const missing = Math.ceil(this.used / 65536) - this.memory.buffer.byteLength / 65536;
+    if (missing > 0) {
+      this.memory.grow(missing);
+      this.f32 = new Float32Array(this.memory.buffer);
+    }
+    return at;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Planning: prepare every operator for the given input shapes, fold what is known, lay out the arena.
 
 const ALIGNMENT = 64;
@@ -1541,20 +1651,21 @@ export function planArena(requests) {
   return [offsets, align(Math.max(0, ...requests.map((r, i) => offsets[i] + r.size)))];
 }
 
-function plan(spec, inputShapes, memoryLimit) {
+function plan(spec, inputShapes, memoryLimit, simd) {
   let used = 0;
   const reserve = (bytes) => {
     used += bytes;
     if (used > memoryLimit) throw fail(`the model needs over ${used} bytes, more than the limit of ${memoryLimit}`);
   };
   const allocate = (ArrayType, length) => { reserve(length * ArrayType.BYTES_PER_ELEMENT); return new ArrayType(length); };
+  const heap = simd && dotKernel() ? new Heap(dotKernel(), reserve) : null;
   const infos = spec.tensors.map((t) => (t.value ? { ...t } : null));
   spec.inputs.forEach((index, k) => { infos[index] = { ...spec.tensors[index], shape: inputShapes[k], value: null }; });
   const pending = [], producedAt = new Map();
   for (const op of spec.operators) {
     const kernel = KERNELS[op.code];
     const ins = op.inputs.map((i) => (i < 0 ? null : infos[i]));
-    const node = new Node(op, ins, op.outputs.map((i) => spec.tensors[i]), allocate);
+    const node = new Node(op, ins, op.outputs.map((i) => spec.tensors[i]), allocate, heap);
     try {
       const prepared = kernel(node);
       prepared.outputs.forEach(([shape, dtype], k) => {
@@ -1610,6 +1721,7 @@ export class LiteModel {
       if (!KERNELS[op.code]) throw fail(`lite file: operator ${op.index} (${op.name}) is not supported by emberflow-lite.js`);
     }
     this.memoryLimit = options.memoryLimit ?? DEFAULT_MEMORY_LIMIT;
+    this.simd = options.simd ?? true;
     const signature = this.spec.signatures.serving_default;
     const names = (indices, map) => {
       const byIndex = new Map(Object.entries(map || {}).map(([name, i]) => [i, name]));
@@ -1660,7 +1772,7 @@ export class LiteModel {
     const fed = this.inputs.map((d) => this.inputShape(d, inputs[d.name]));
     const key = fed.map(([, shape]) => shape.join("x")).join(",");
     if (key !== this.planKey) {
-      this.plan = plan(this.spec, fed.map(([, shape]) => shape), this.memoryLimit);
+      this.plan = plan(this.spec, fed.map(([, shape]) => shape), this.memoryLimit, this.simd);
       this.planKey = key;
       this.arenaBytes = this.plan.arenaBytes;
     }

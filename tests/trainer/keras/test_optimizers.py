@@ -407,3 +407,41 @@ def test_get_accepts_dicts_and_instances_and_rejects_the_rest():
         optimizers.get("adafactor")
     with pytest.raises(ValueError, match="Could not interpret optimizer identifier"):
         optimizers.get(42)
+
+
+def _numpy_adagrad(weights, gradients, learning_rate, initial=0.1, epsilon=1e-7):
+    accumulator = np.full_like(weights, initial)
+    for gradient in gradients:
+        accumulator += gradient * gradient
+        weights = weights - learning_rate * gradient / np.sqrt(accumulator + epsilon)
+    return weights
+
+
+def _numpy_ftrl(weights, gradients, learning_rate, l1, l2, shrinkage, beta, power=-0.5, initial=0.1):
+    accumulator, linear = np.full_like(weights, initial), np.zeros_like(weights)
+    l2 = l2 + beta / (2.0 * learning_rate)
+    for gradient in gradients:
+        new_accumulator = accumulator + gradient**2
+        linear += gradient + 2 * shrinkage * weights - (new_accumulator ** -power - accumulator ** -power) / learning_rate * weights
+        quadratic = new_accumulator ** -power / learning_rate + 2 * l2
+        weights = (np.clip(linear, -l1, l1) - linear) / quadratic
+        accumulator = new_accumulator
+    return weights
+
+
+@pytest.mark.parametrize("name", ["Adagrad", "Ftrl"])
+def test_adagrad_and_ftrl_follow_keras_update_rules(name):
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(3, 2)).astype(np.float32)
+    gradients = [rng.normal(size=(3, 2)).astype(np.float32) for _ in range(4)]
+    variable = tf.Variable(weights)
+    if name == "Adagrad":
+        optimizer, expected = tf.keras.optimizers.Adagrad(0.05), _numpy_adagrad(weights.astype(np.float64), gradients, 0.05)
+    else:
+        arguments = {"l1_regularization_strength": 0.01, "l2_regularization_strength": 0.1, "l2_shrinkage_regularization_strength": 0.05, "beta": 0.1}
+        optimizer = tf.keras.optimizers.Ftrl(0.2, **arguments)
+        expected = _numpy_ftrl(weights.astype(np.float64), gradients, 0.2, 0.01, 0.1, 0.05, 0.1)
+    for gradient in gradients:
+        optimizer.apply_gradients([(tf.constant(gradient), variable)])
+    np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert type(tf.keras.optimizers.get(name.lower())) is type(optimizer)

@@ -37,7 +37,7 @@ class Adagrad(Optimizer):
         from trainer.keras import initializers  # noqa: PLC0415
 
         start = initializers.Constant(self.initial_accumulator_value)
-        self.accumulators = [self.add_variable_from_reference(variable, "accumulator", initializer=start) for variable in var_list]
+        self.accumulators = self.add_optimizer_variables(var_list, "accumulator", initializer=start)
 
     def update_step(self, gradient, variable, learning_rate):
         learning_rate = math_ops.cast(learning_rate, variable.dtype)

@@ -60,7 +60,7 @@ class Ftrl(Optimizer):
         from trainer.keras import initializers  # noqa: PLC0415
 
         start = initializers.Constant(self.initial_accumulator_value)
-        self.accumulators = [self.add_variable_from_reference(variable, "accumulator", initializer=start) for variable in var_list]
+        self.accumulators = self.add_optimizer_variables(var_list, "accumulator", initializer=start)
         self.linears = self.add_optimizer_variables(var_list, "linear")
 
     def update_step(self, gradient, variable, learning_rate):

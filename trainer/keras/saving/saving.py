@@ -102,7 +102,8 @@ def model_from_json(json_string, custom_objects: dict | None = None):
         document = json.loads(json_string)
     except (TypeError, ValueError) as error:
         raise SavingError(f"{what}: expected the JSON string that model.to_json() returns: {error}") from None
-    if not (isinstance(document, dict) and isinstance(document.get("class_name"), str) and isinstance(document.get("config"), dict)):
+    well_formed = isinstance(document, dict) and isinstance(document.get("class_name"), str)
+    if not (well_formed and isinstance(document.get("config"), dict)):
         raise SavingError(f"{what}: expected {{'class_name': str, 'config': dict, ...}} as model.to_json() writes, "
                           f"got {str(document)[:200]}")  # fmt: skip
     return _revive(document, custom_objects, what, None)
