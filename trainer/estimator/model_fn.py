@@ -30,8 +30,9 @@ class EstimatorSpec:
             update it performs is part of the step the estimator runs for every batch.
         eval_metric_ops: ``{name: metric}`` with Keras metrics whose ``update_state`` the ``model_fn``
             called on this batch; ``evaluate`` reports each ``metric.result()`` over all batches.
-        export_outputs, scaffold, training_chief_hooks, training_hooks, evaluation_hooks,
-        prediction_hooks: accepted for compatibility; the hooks lists are run like ``train(hooks=)``.
+        training_chief_hooks, training_hooks, evaluation_hooks, prediction_hooks: ``SessionRunHook`` lists
+            run by ``train``, ``evaluate`` and ``predict`` after the hooks passed to those calls.
+        export_outputs, scaffold: accepted for compatibility.
     """
 
     mode: str

@@ -846,29 +846,27 @@ function pool(isMax) {
     const g = geometry(node, x, o.filterH, o.filterW);
     const int8 = x.dtype === "int8";
     const [low, high] = int8 ? quantizedRange(node, o.activation, node.output()) : floatRange(node, o.activation);
-    const channels = g.channels, acc = node.scratch(Float64Array, channels);
+    const { batch, height, width, channels, outH, outW, strideH, strideW, top, left } = g;
     const average = int8 // the reference integer kernel rounds half away from zero
       ? (sum, count) => (sum > 0 ? Math.trunc((sum + (count >> 1)) / count) : Math.trunc((sum - (count >> 1)) / count))
       : (sum, count) => f32(sum) / count;
     const run = (ins, outs) => {
       const X = ins[0], Y = outs[0];
       let at = 0;
-      for (let b = 0; b < g.batch; b++) {
-        for (let oy = 0; oy < g.outH; oy++) {
-          const y0 = Math.max(0, oy * g.strideH - g.top), y1 = Math.min(g.height, oy * g.strideH - g.top + o.filterH);
-          for (let ox = 0; ox < g.outW; ox++, at += channels) {
-            const x0 = Math.max(0, ox * g.strideW - g.left), x1 = Math.min(g.width, ox * g.strideW - g.left + o.filterW);
-            acc.fill(isMax ? -Infinity : 0);
-            for (let iy = y0; iy < y1; iy++) {
-              for (let ix = x0; ix < x1; ix++) {
-                const from = ((b * g.height + iy) * g.width + ix) * channels;
-                if (isMax) for (let c = 0; c < channels; c++) acc[c] = Math.max(acc[c], X[from + c]);
-                else for (let c = 0; c < channels; c++) acc[c] += X[from + c];
-              }
-            }
-            const count = (y1 - y0) * (x1 - x0);
+      for (let b = 0; b < batch; b++) {
+        for (let oy = 0; oy < outH; oy++) {
+          const y0 = Math.max(0, oy * strideH - top), y1 = Math.min(height, oy * strideH - top + o.filterH);
+          for (let ox = 0; ox < outW; ox++, at += channels) {
+            const x0 = Math.max(0, ox * strideW - left), x1 = Math.min(width, ox * strideW - left + o.filterW);
+            const count = (y1 - y0) * (x1 - x0), corner = ((b * height + y0) * width + x0) * channels;
             for (let c = 0; c < channels; c++) {
-              const v = isMax ? acc[c] : average(acc[c], count);
+              let value = isMax ? -Infinity : 0;
+              for (let iy = y0, row = corner + c; iy < y1; iy++, row += width * channels) {
+                for (let from = row, last = row + (x1 - x0) * channels; from < last; from += channels) {
+                  value = isMax ? Math.max(value, X[from]) : value + X[from];
+                }
+              }
+              const v = isMax ? value : average(value, count);
               Y[at + c] = v < low ? low : v > high ? high : v;
             }
           }
@@ -1605,7 +1603,7 @@ function dotKernel() {
 // operators are prepared (never during a run); `f32` views all of it.
 class Heap {
   constructor(module, account) {
-    this.memory = new WebAssembly.Memory({ initial: 1 });
+    this.memory = new WebAssembly.Memory({ initial: 16 });
     this.dot = new WebAssembly.Instance(module, { m: { m: this.memory } }).exports.dot;
     this.used = 0;
     this.account = account;
