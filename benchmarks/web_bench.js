@@ -1,8 +1,10 @@
 // One web benchmark measurement, in a fresh page: bench.html?system=emberflow|onnxruntime-web&model=mlp
-// &shape=1,28,28&seconds=1. The result lands in `window.benchmark` (a Promise) for benchmarks/web.py.
+// &shape=1,28,28&seconds=1 (seconds=0: the cold start only). The result lands in `window.benchmark` (a
+// Promise) for benchmarks/web.py.
 //
 // Cold start is everything from nothing to the first answer: importing the runtime (for onnxruntime-web
-// that includes fetching and compiling its WebAssembly), loading the model and one inference. Latency is
+// that includes fetching and compiling its WebAssembly) while fetching the model, loading it and one
+// inference. Latency is
 // the median per-inference time over batches of calls, each batch long enough (≥ 5 ms) that the
 // browser's coarse timer (0.1 ms without cross-origin isolation) does not round it away.
 
@@ -13,19 +15,22 @@ const shape = params.get("shape").split(",").map(Number);
 const seconds = Number(params.get("seconds") ?? "1");
 const BATCH_MS = 5;
 
+// Each runtime's page fetches the model while it imports the runtime, as a page would.
+const modelBytes = (file) => fetch(file).then(async (response) => new Uint8Array(await response.arrayBuffer()));
+
 const loaders = {
   async emberflow() {
-    const { load } = await import("./emberflow-lite.js");
-    const model = await load(`${modelName}.lite`);
+    const [{ load }, bytes] = await Promise.all([import("./emberflow-lite.js"), modelBytes(`${modelName}.lite`)]);
+    const model = await load(bytes);
     const [input] = model.inputs;
     const [output] = model.outputs;
     return async (pixels) => model.run({ [input.name]: pixels })[output.name];
   },
   async "onnxruntime-web"() {
-    const ort = await import("./ort.wasm.min.mjs");
+    const [ort, bytes] = await Promise.all([import("./ort.wasm.min.mjs"), modelBytes(`${modelName}.onnx`)]);
     ort.env.wasm.numThreads = 1;
     ort.env.wasm.wasmPaths = new URL("./", location.href).href;
-    const session = await ort.InferenceSession.create(`${modelName}.onnx`, { executionProviders: ["wasm"] });
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
     const [inputName] = session.inputNames;
     const [outputName] = session.outputNames;
     return async (pixels) => (await session.run({ [inputName]: new ort.Tensor("float32", pixels, shape) }))[outputName].data;
@@ -44,6 +49,7 @@ async function measure() {
   const run = await loaders[system]();
   const output = Array.from(await run(pixels));
   const coldStartMs = performance.now() - started;
+  if (seconds === 0) return { coldStartMs, output }; // a cold start only
 
   const perCallEstimate = (await timeCalls(run, pixels, 10)) / 10;
   const callsPerBatch = Math.max(1, Math.ceil(BATCH_MS / Math.max(perCallEstimate, 1e-3)));

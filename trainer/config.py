@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trainer import backend
+from trainer.ops import parallel
 from trainer.backend import get_backend, set_backend  # noqa: F401
 
 
@@ -22,11 +23,18 @@ def list_physical_devices(device_type: str | None = None) -> list[PhysicalDevice
 
 
 class threading:  # noqa: N801 - mirrors tf.config.threading
-    """BLAS thread counts are set with OMP_NUM_THREADS before start-up; these report what is known."""
+    """Intra-op threads: how many threads a large element-wise kernel splits into (see
+    ``trainer/ops/parallel.py``). BLAS thread counts are set with OMP_NUM_THREADS before start-up."""
 
     @staticmethod
     def get_intra_op_parallelism_threads() -> int:
-        return 0
+        return parallel.threads()
+
+    @staticmethod
+    def set_intra_op_parallelism_threads(num_threads: int) -> None:
+        """Sets the intra-op threads; ``0`` means the default (the CPUs available, capped by
+        ``OMP_NUM_THREADS``), as in TensorFlow."""
+        parallel.set_threads(num_threads or parallel.default_threads())
 
     @staticmethod
     def get_inter_op_parallelism_threads() -> int:

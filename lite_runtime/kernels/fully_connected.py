@@ -28,16 +28,20 @@ def _prepare_fully_connected(node: Node):
         node.check(bias.dtype == FLOAT32 and bias.shape == (units,), f"bias {list(bias.shape)}, expected [{units}]")
     # Constant weights are transposed once into C order: BLAS is not used for a transposed view with ``out=``.
     matrix = np.ascontiguousarray(weights.value.T) if weights.value is not None else None
-    return [(shape, FLOAT32)], (size // depth, depth, units, matrix, bias is not None,
+    rows = size // depth
+    # A constant bias is tiled to the output (a ufunc that broadcasts allocates: Node.tiled); one computed at
+    # run time is read as (1, units): equal ranks take NumPy's fast path, 3x at batch 1.
+    constant_bias = node.tiled(bias.value, (rows, units), np.float32) if bias is not None and bias.value is not None else None
+    return [(shape, FLOAT32)], (rows, depth, units, matrix, bias is not None, constant_bias,
                                 activation(node, node.option("fused_activation_function")))  # fmt: skip
 
 
 def _eval_fully_connected(state, inputs, outputs):
-    rows, depth, units, matrix, has_bias, act = state
+    rows, depth, units, matrix, has_bias, constant_bias, act = state
     out = outputs[0].reshape(rows, units)
     np.matmul(inputs[0].reshape(rows, depth), inputs[1].T if matrix is None else matrix, out=out)
     if has_bias:
-        np.add(out, inputs[2].reshape(1, units), out)  # equal ranks take NumPy's fast path: 3x at batch 1
+        np.add(out, inputs[2].reshape(1, units) if constant_bias is None else constant_bias, out)
     if act is not None:
         act(out)
 

@@ -32,29 +32,31 @@ def _prepare_softmax(node: Node, log: bool):
     node.arity(1)
     x = node.float_input(0)
     node.check(len(x.shape) >= 1 and x.shape[-1] > 0, f"input {list(x.shape)} has no last axis to normalize")
-    reduced = node.scratch((*x.shape[:-1], 1))
     beta = np.float32(1.0 if log else node.option("beta"))
-    return [(x.shape, FLOAT32)], (reduced, beta, log)
+    # the row reductions are spread over x's shape before they meet it: ufuncs that broadcast allocate (Node.tiled)
+    return [(x.shape, FLOAT32)], (node.scratch((*x.shape[:-1], 1)), node.scratch(x.shape), beta, log)
 
 
 def _eval_softmax(state, inputs, outputs):
-    reduced, beta, log = state
-    out = outputs[0]
-    np.maximum.reduce(inputs[0], -1, None, reduced, True)
-    np.subtract(inputs[0], reduced, out)
+    reduced, spread, beta, log = state
+    x, out = inputs[0], outputs[0]
+    # The ufunc methods with positional arguments skip np.sum's Python wrapper: half the cost at batch 1.
+    np.maximum.reduce(x, -1, None, reduced, True)
+    np.copyto(spread, reduced)
+    np.subtract(x, spread, out)
     if beta != 1:
         np.multiply(out, beta, out)
-    if log:
-        np.exp(out, out=out)
-        np.sum(out, axis=-1, keepdims=True, out=reduced)
+    if log:  # x − max − log Σ exp(x − max)
+        np.exp(out, out=spread)
+        np.add.reduce(spread, -1, None, reduced, True)
         np.log(reduced, out=reduced)
-        np.subtract(inputs[0], np.max(inputs[0], axis=-1, keepdims=True), out=out)
-        np.subtract(out, reduced, out=out)
+        np.copyto(spread, reduced)
+        np.subtract(out, spread, out)
         return
-    # The ufunc methods with positional arguments skip np.sum's Python wrapper: half the cost at batch 1.
     np.exp(out, out)
     np.add.reduce(out, -1, None, reduced, True)
-    np.divide(out, reduced, out)
+    np.copyto(spread, reduced)
+    np.divide(out, spread, out)
 
 
 KERNELS = {

@@ -416,6 +416,12 @@ def _(name, rng):
     return OpCase([variable, rate], {"weight_decay": 0.004})
 
 
+@case("adam_step_size")
+def _(name, rng):
+    iterations = np.asarray(rng.integers(0, 10_000), dtype=np.int64)
+    return OpCase([iterations, positive(rng, ()) * 0.01], {"beta_1": 0.9, "beta_2": 0.999, "dtype": dtypes.float32})
+
+
 @case("apply_rmsprop")
 def _(name, rng):
     dims = shape(rng)

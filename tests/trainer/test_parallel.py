@@ -81,3 +81,16 @@ def test_an_error_in_a_chunk_reaches_the_caller(always_split):
 def test_thread_count_is_validated():
     with pytest.raises(ValueError, match="at least 1"):
         parallel.set_threads(0)
+
+
+def test_tf_config_sets_the_intra_op_threads():
+    import trainer as tf  # noqa: PLC0415
+
+    previous = parallel.threads()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(3)
+        assert tf.config.threading.get_intra_op_parallelism_threads() == parallel.threads() == 3
+        tf.config.threading.set_intra_op_parallelism_threads(0)
+        assert parallel.threads() == parallel.default_threads()
+    finally:
+        parallel.set_threads(previous)

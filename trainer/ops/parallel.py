@@ -27,7 +27,8 @@ import numpy as np
 MIN_SPLIT_BYTES = 8 * 1024 * 1024
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
+    """``EMBERFLOW_NUM_THREADS``, else the CPUs available capped by the BLAS thread settings."""
     configured = os.environ.get("EMBERFLOW_NUM_THREADS")
     if configured:
         return max(1, int(configured))
@@ -47,7 +48,7 @@ class _Pool:
     """``threads - 1`` daemon workers; the calling thread runs the first chunk itself."""
 
     def __init__(self):
-        self.threads = _default_threads()
+        self.threads = default_threads()
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []

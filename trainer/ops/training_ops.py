@@ -91,6 +91,27 @@ def _adam_step(xp, variable, m, v, alpha, epsilon, scratch):
     variable -= scratch
 
 
+def _step_size_infer(iterations: Spec, learning_rate: Spec, *, beta_1, beta_2, dtype) -> Spec:
+    for name, spec in (("iterations", iterations), ("learning_rate", learning_rate)):
+        if spec.shape != ():
+            raise OpError(f"op 'adam_step_size': {name} must be a scalar, got shape {spec.shape}")
+    return Spec((), dtype)
+
+
+@register("adam_step_size", infer=_step_size_infer, differentiable=False, training_only=True)
+def adam_step_size_op(xp, iterations, learning_rate, *, beta_1, beta_2, dtype):
+    """Adam's step size ``alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for step
+    ``t = iterations + 1``, in ``dtype``: one node instead of nine scalar ones, with the same
+    operations in the same order and dtype (so the same bits)."""
+    float_type = dtype.as_numpy_dtype
+    step = (iterations + 1).astype(float_type)
+    one = xp.asarray(1.0, dtype=float_type)
+    beta_1_power = xp.power(xp.asarray(beta_1, dtype=float_type), step)
+    beta_2_power = xp.power(xp.asarray(beta_2, dtype=float_type), step)
+    learning_rate = learning_rate.astype(float_type, copy=False)
+    return xp.asarray(learning_rate * xp.sqrt(one - beta_2_power) / (one - beta_1_power))
+
+
 def _elementwise_split(xp, update, arrays, passes: int) -> None:
     """Runs ``update(*arrays)`` over flat chunks of ``arrays`` on the intra-op threads when they are
     large and all C-contiguous (a flat view of any other array would be a copy, losing the writes)."""

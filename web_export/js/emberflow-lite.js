@@ -15,8 +15,11 @@
 // offset, index, length and buffer size; problems throw LiteFormatError naming the field), each
 // operator is prepared once per input shape (shapes, parameters, scratch; operators whose inputs are
 // all known are folded), every intermediate tensor gets a view into one arena planned by lifetime,
-// and `run` only copies the inputs in and calls each kernel. Integer kernels follow TFLite's
-// reference arithmetic (QuantizeMultiplier / MultiplyByQuantizedMultiplier), exactly, without BigInt.
+// and `run` only copies the inputs in and calls each kernel. Integer kernels requantize as LiteRT's
+// default interpreter does (QuantizeMultiplier, MultiplyByQuantizedMultiplier rounded once), exactly,
+// without BigInt. FULLY_CONNECTED and CONV_2D skip zero inputs, and their float32 products run in a
+// small WebAssembly SIMD function where the engine has one (`load(source, { simd: false })` keeps them
+// in plain JS).
 
 export class LiteFormatError extends Error {
   constructor(message) {
@@ -536,82 +539,101 @@ function hybridScales(node, filters, channels) {
   return scales;
 }
 
-// FULLY_CONNECTED and CONV_2D end in one inner product, acc[u] = sum over k of value[k] * W[u][k]. The
-// weights are transposed once to [depth, units]; each run first lists the nonzero values with the
-// offsets of their weight rows (`stride` apart), so that blank pixels, ReLU zeros and padding cost
-// nothing, then `sum(count, acc)` adds up the listed rows. float32 layers do that in WebAssembly SIMD
-// where there is one (`simdProduct`); the others (and int8 products, exact in doubles) in `dotRows`.
-function innerProduct(node, weights, units, depth, float) {
-  if (float && node.heap) return simdProduct(node, weights, units, depth);
+// FULLY_CONNECTED and CONV_2D end in one inner product, sum over k of value[k] * W[u][k] for each unit u
+// of up to `rows` rows at a time (an image's pixels). The weights are transposed once to [depth, units].
+// Each run lists, row after row, the nonzero values with the offsets of their weight rows (`stride`
+// apart), so that blank pixels, ReLU zeros and padding cost nothing, and each row's count; `sum(rows)`
+// then gives [sums, at, perRow]: row r's sums are sums[at + r * perRow + u]. float32 layers sum in
+// WebAssembly SIMD where there is one (`simdProduct`); the others (and int8 products, exact in
+// doubles) in `dotRows`.
+function innerProduct(node, weights, units, depth, rows, float) {
+  const bias = node.input(2);
+  if (float && node.heap && (!bias || bias.value)) return simdProduct(node, weights, units, depth, rows, bias && bias.value);
   const transposed = node.scratch(Float32Array, units * depth); // int8 weights are exact in float32
-  const lists = [node.scratch(Float64Array, depth), node.scratch(Int32Array, depth)];
+  const lists = [node.scratch(Float64Array, rows * depth), node.scratch(Int32Array, rows * depth), node.scratch(Int32Array, rows)];
+  const sums = node.scratch(Float64Array, rows * units), result = [sums, 0, units];
   const transpose = (W) => {
     for (let u = 0; u < units; u++) for (let k = 0; k < depth; k++) transposed[k * units + u] = W[u * depth + k];
   };
   if (weights.value) transpose(weights.value);
   return {
     stride: units,
-    lists: () => lists, // [values, offsets]
+    lists: () => lists, // [values, offsets, counts]
     weightsFrom: weights.value ? () => {} : transpose, // weights computed at run time (rare) are transposed each run
-    sum: (count, acc) => dotRows(acc, units, count, lists[0], lists[1], transposed),
+    sum: (count) => {
+      const [values, offsets, counts] = lists;
+      for (let r = 0, start = 0; r < count; start += counts[r++]) dotRows(sums, r * units, units, start, start + counts[r], values, offsets, transposed);
+      return result;
+    },
   };
 }
 
-// The float32 inner product in WebAssembly: weights [depth, units padded to 32] and the lists live in
-// the model's heap; `dot` sums 32 units at a time in eight f32x4 registers.
-function simdProduct(node, weights, units, depth) {
-  const heap = node.heap, blocks = Math.ceil(units / 32), stride = blocks * 32 * 4;
-  const weightsAt = heap.reserve(depth * stride), valuesAt = heap.reserve(depth * 4), offsetsAt = heap.reserve(depth * 4);
-  const outAt = heap.reserve(stride);
+// The float32 inner product in WebAssembly: the weights [depth, units padded to 32], the bias and the
+// lists live in the model's heap; `dot` sums 32 units at a time in eight f32x4 registers, starting
+// from the bias, and clamps them to the fused activation's range: its sums are the layer's outputs
+// (`finished`).
+function simdProduct(node, weights, units, depth, rows, bias) {
+  const heap = node.heap, blocks = Math.ceil(units / 32), stride = blocks * 32 * 4, [low, high] = floatRange(node, node.options.activation);
+  const weightsAt = heap.reserve(depth * stride), valuesAt = heap.reserve(rows * depth * 4), offsetsAt = heap.reserve(rows * depth * 4);
+  const countsAt = heap.reserve(rows * 4), sumsAt = heap.reserve(rows * stride), biasAt = heap.reserve(stride);
+  if (bias) heap.f32.set(bias, biasAt / 4);
   const transpose = (W) => {
-    const f32 = heap.f32, base = weightsAt / 4;
-    for (let u = 0; u < units; u++) for (let k = 0; k < depth; k++) f32[base + (k * stride) / 4 + u] = W[u * depth + k];
+    const f32 = heap.f32, perRow = stride / 4;
+    for (let u = 0; u < units; u++) for (let k = 0, at = weightsAt / 4 + u; k < depth; k++, at += perRow) f32[at] = W[u * depth + k];
   };
   if (weights.value) transpose(weights.value);
-  let buffer = null, lists = null;
+  let buffer = null, lists = null, result = null;
+  const views = () => { // made again if the heap grew after this layer was prepared
+    if (heap.memory.buffer !== buffer) {
+      buffer = heap.memory.buffer;
+      lists = [new Float32Array(buffer, valuesAt, rows * depth), new Int32Array(buffer, offsetsAt, rows * depth), new Int32Array(buffer, countsAt, rows)];
+      result = [new Float32Array(buffer), sumsAt / 4, stride / 4];
+    }
+  };
   return {
-    stride,
-    lists: () => { // views made again if the heap grew after this layer was prepared
-      if (heap.memory.buffer !== buffer) {
-        buffer = heap.memory.buffer;
-        lists = [new Float32Array(buffer, valuesAt, depth), new Int32Array(buffer, offsetsAt, depth)];
-      }
-      return lists;
-    },
+    stride, finished: true,
+    lists: () => { views(); return lists; },
     weightsFrom: weights.value ? () => {} : transpose,
-    sum: (count, acc) => {
-      heap.dot(count, valuesAt, offsetsAt, weightsAt, blocks, outAt);
-      const f32 = heap.f32, base = outAt / 4;
-      for (let u = 0; u < units; u++) acc[u] = f32[base + u];
+    sum: (count) => {
+      heap.dot(count, countsAt, valuesAt, offsetsAt, weightsAt, blocks, sumsAt, biasAt, low, high);
+      views();
+      return result;
     },
   };
 }
 
-// Lists the nonzero values of X[start..start + depth) and their weight-row offsets; returns how many.
-function listNonzero(X, start, depth, stride, values, offsets) {
-  let count = 0;
-  for (let k = 0; k < depth; k++) {
+// The `finish` of a layer whose sums are its outputs already.
+const copyRow = (units) => (sums, from, _bias, Y, at) => { for (let u = 0; u < units; u++) Y[at + u] = sums[from + u]; };
+
+// Lists the nonzero values of X[start..start + depth) and their weight-row offsets from list position
+// `at`; returns the position after them.
+function listNonzero(X, start, depth, stride, values, offsets, at) {
+  for (let k = 0; k < depth; k++) { // without a branch: zeros are overwritten by the next value
     const v = X[start + k];
-    if (v !== 0) { values[count] = v; offsets[count++] = k * stride; }
+    values[at] = v;
+    offsets[at] = k * stride;
+    at += v !== 0 ? 1 : 0;
   }
-  return count;
+  return at;
 }
 
-function dotRows(acc, units, count, values, offsets, W) {
+// sums[at + u] for u < units from the listed values first..last.
+function dotRows(sums, at, units, first, last, values, offsets, W) {
   let u = 0;
   for (; u + 8 <= units; u += 8) {
     let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-    for (let i = 0; i < count; i++) {
+    for (let i = first; i < last; i++) {
       const v = values[i], w = offsets[i] + u;
       a0 += v * W[w]; a1 += v * W[w + 1]; a2 += v * W[w + 2]; a3 += v * W[w + 3];
       a4 += v * W[w + 4]; a5 += v * W[w + 5]; a6 += v * W[w + 6]; a7 += v * W[w + 7];
     }
-    acc[u] = a0; acc[u + 1] = a1; acc[u + 2] = a2; acc[u + 3] = a3; acc[u + 4] = a4; acc[u + 5] = a5; acc[u + 6] = a6; acc[u + 7] = a7;
+    sums[at + u] = a0; sums[at + u + 1] = a1; sums[at + u + 2] = a2; sums[at + u + 3] = a3;
+    sums[at + u + 4] = a4; sums[at + u + 5] = a5; sums[at + u + 6] = a6; sums[at + u + 7] = a7;
   }
   for (; u < units; u++) {
     let a = 0;
-    for (let i = 0; i < count; i++) a += values[i] * W[offsets[i] + u];
-    acc[u] = a;
+    for (let i = first; i < last; i++) a += values[i] * W[offsets[i] + u];
+    sums[at + u] = a;
   }
 }
 
@@ -628,18 +650,18 @@ function weightedLayer(node, x, weights, channels, perBatch) {
   const [low, high] = mode === "int8" ? quantizedRange(node, code, output) : floatRange(node, code);
   const clamp = (v) => (v < low ? low : v > high ? high : v);
   if (mode === "float32") {
-    return { mode, acc: node.scratch(Float64Array, channels), source: (X) => X,
-      finish: (acc, B, Y, at) => { for (let c = 0; c < channels; c++) Y[at + c] = clamp(acc[c] + (hasBias ? B[c] : 0)); } };
+    return { mode, source: (X) => X,
+      finish: (acc, from, B, Y, at) => { for (let c = 0; c < channels; c++) Y[at + c] = clamp(acc[from + c] + (hasBias ? B[c] : 0)); } };
   }
   const quantized = node.scratch(Int32Array, perBatch);
   if (mode === "int8") {
     const [multipliers, shifts] = channelMultipliers(node, x, weights, output, channels);
     const inputZero = zeroOf(x), outputZero = zeroOf(output);
     return {
-      mode, acc: node.scratch(Float64Array, channels),
+      mode,
       source: (X, start, length) => { for (let i = 0; i < length; i++) quantized[i] = X[start + i] - inputZero; return quantized; },
-      finish: (acc, B, Y, at) => {
-        for (let c = 0; c < channels; c++) Y[at + c] = clamp(multiplyByQuantizedMultiplier((acc[c] + (hasBias ? B[c] : 0)) | 0, multipliers[c], shifts[c]) + outputZero);
+      finish: (acc, from, B, Y, at) => {
+        for (let c = 0; c < channels; c++) Y[at + c] = clamp(multiplyByQuantizedMultiplier((acc[from + c] + (hasBias ? B[c] : 0)) | 0, multipliers[c], shifts[c]) + outputZero);
       },
     };
   }
@@ -651,11 +673,11 @@ function weightedLayer(node, x, weights, channels, perBatch) {
   // (MatrixBatchVectorMultiplyAccumulate) and DepthwiseConvHybridPerChannel by their product
   const scaled = node.op.code === 3 ? (v, c) => f32(f32(v * scales[c]) * row[0]) : (v, c) => f32(v * f32(row[0] * scales[c]));
   return {
-    mode, acc: node.scratch(Float64Array, channels),
+    mode,
     source: (X, start, length) => { quantizeRow(X, start, length, quantized, row, asymmetric); return quantized; },
-    finish: (acc, B, Y, at) => {
+    finish: (acc, from, B, Y, at) => {
       for (let c = 0; c < channels; c++) {
-        const v = scaled(f32(acc[c]), c);
+        const v = scaled(f32(acc[from + c]), c);
         Y[at + c] = clamp(hasBias ? f32(v + B[c]) : v);
       }
     },
@@ -675,15 +697,17 @@ function fullyConnected(node) {
     node.check(x.shape[x.shape.length - 1] === depth, `input last dim ${x.shape[x.shape.length - 1]}, expected ${depth}`);
     shape = [...x.shape.slice(0, -1), units];
   }
-  const layer = weightedLayer(node, x, weights, units, depth), { acc, source, finish } = layer;
-  const dot = innerProduct(node, weights, units, depth, layer.mode === "float32");
+  const layer = weightedLayer(node, x, weights, units, depth), { source } = layer;
+  const dot = innerProduct(node, weights, units, depth, 1, layer.mode === "float32"); // a row at a time: hybrid rows have their own scale
+  const finish = dot.finished ? copyRow(units) : layer.finish;
   const run = (ins, outs) => {
     dot.weightsFrom(ins[1]);
-    const [values, offsets] = dot.lists();
+    const [values, offsets, counts] = dot.lists();
     for (let r = 0; r < rows; r++) {
       const X = source(ins[0], r * depth, depth);
-      dot.sum(listNonzero(X, X === ins[0] ? r * depth : 0, depth, dot.stride, values, offsets), acc);
-      finish(acc, ins[2], outs[0], r * units);
+      counts[0] = listNonzero(X, X === ins[0] ? r * depth : 0, depth, dot.stride, values, offsets, 0);
+      const [sums, at] = dot.sum(1);
+      finish(sums, at, ins[2], outs[0], r * units);
     }
   };
   return { outputs: [[shape, layer.mode === "int8" ? "int8" : "float32"]], run: withTanh(o.activation, run) };
@@ -763,17 +787,19 @@ function conv2d(node) {
   const g = geometry(node, x, kernelH, kernelW, o.dilationH, o.dilationW);
   const depth = kernelH * kernelW * channelsIn, imageSize = g.height * g.width * channelsIn;
   // hybrid convolutions quantize each batch image as a whole; float and int8 ones one pixel at a time
-  const layer = weightedLayer(node, x, filters, channelsOut, imageSize), { acc, source, finish } = layer;
-  const dot = innerProduct(node, filters, channelsOut, depth, layer.mode === "float32"), stride = dot.stride;
+  const layer = weightedLayer(node, x, filters, channelsOut, imageSize), { source } = layer;
+  const pixels = g.outH * g.outW, dot = innerProduct(node, filters, channelsOut, depth, pixels, layer.mode === "float32");
+  const finish = dot.finished ? copyRow(channelsOut) : layer.finish;
+  const stride = dot.stride;
   const run = (ins, outs) => {
     dot.weightsFrom(ins[1]);
-    const [values, offsets] = dot.lists();
-    let at = 0;
+    const [values, offsets, counts] = dot.lists();
     for (let b = 0; b < g.batch; b++) {
       const image = source(ins[0], b * imageSize, imageSize), base = image === ins[0] ? b * imageSize : 0;
-      for (let oy = 0; oy < g.outH; oy++) {
-        for (let ox = 0; ox < g.outW; ox++, at += channelsOut) {
-          let count = 0;
+      let listed = 0;
+      for (let oy = 0, pixel = 0; oy < g.outH; oy++) {
+        for (let ox = 0; ox < g.outW; ox++, pixel++) {
+          const first = listed;
           for (let ky = 0; ky < kernelH; ky++) {
             const iy = oy * g.strideH - g.top + ky * g.dilationH;
             if (iy < 0 || iy >= g.height) continue;
@@ -781,16 +807,20 @@ function conv2d(node) {
               const ix = ox * g.strideW - g.left + kx * g.dilationW;
               if (ix < 0 || ix >= g.width) continue;
               const from = base + (iy * g.width + ix) * channelsIn, row = (ky * kernelW + kx) * channelsIn;
-              for (let c = 0; c < channelsIn; c++) {
+              for (let c = 0; c < channelsIn; c++) { // without a branch: zeros are overwritten by the next value
                 const v = image[from + c];
-                if (v !== 0) { values[count] = v; offsets[count++] = (row + c) * stride; }
+                values[listed] = v;
+                offsets[listed] = (row + c) * stride;
+                listed += v !== 0 ? 1 : 0;
               }
             }
           }
-          dot.sum(count, acc);
-          finish(acc, ins[2], outs[0], at);
+          counts[pixel] = listed - first;
         }
       }
+      const [sums, at, perRow] = dot.sum(pixels), image0 = b * pixels * channelsOut;
+      if (dot.finished && perRow === channelsOut) outs[0].set(sums.subarray(at, at + pixels * channelsOut), image0);
+      else for (let pixel = 0; pixel < pixels; pixel++) finish(sums, at + pixel * perRow, ins[2], outs[0], image0 + pixel * channelsOut);
     }
   };
   return { outputs: [[[g.batch, g.outH, g.outW, channelsOut], layer.mode === "int8" ? "int8" : "float32"]], run: withTanh(o.activation, run) };
@@ -808,7 +838,8 @@ function depthwiseConv2d(node) {
   node.check([0, multiplier].includes(o.depthMultiplier), `depth_multiplier ${o.depthMultiplier}, filters imply ${multiplier}`);
   const g = geometry(node, x, kernelH, kernelW, o.dilationH, o.dilationW);
   const imageSize = g.height * g.width * channelsIn;
-  const layer = weightedLayer(node, x, filters, channelsOut, imageSize), { acc, source, finish } = layer;
+  const layer = weightedLayer(node, x, filters, channelsOut, imageSize), { source, finish } = layer;
+  const acc = node.scratch(Float64Array, channelsOut);
   const inputChannel = node.scratch(Int32Array, channelsOut).map((_, c) => Math.floor(c / multiplier));
   const run = (ins, outs) => {
     const W = ins[1];
@@ -828,7 +859,7 @@ function depthwiseConv2d(node) {
               for (let c = 0; c < channelsOut; c++) acc[c] += image[from + inputChannel[c]] * W[w + c];
             }
           }
-          finish(acc, ins[2], outs[0], at);
+          finish(acc, 0, ins[2], outs[0], at);
         }
       }
     }
@@ -847,6 +878,7 @@ function pool(isMax) {
     const int8 = x.dtype === "int8";
     const [low, high] = int8 ? quantizedRange(node, o.activation, node.output()) : floatRange(node, o.activation);
     const { batch, height, width, channels, outH, outW, strideH, strideW, top, left } = g;
+    const sums = node.scratch(Float64Array, channels);
     const average = int8 // the reference integer kernel rounds half away from zero
       ? (sum, count) => (sum > 0 ? Math.trunc((sum + (count >> 1)) / count) : Math.trunc((sum - (count >> 1)) / count))
       : (sum, count) => f32(sum) / count;
@@ -858,15 +890,19 @@ function pool(isMax) {
           const y0 = Math.max(0, oy * strideH - top), y1 = Math.min(height, oy * strideH - top + o.filterH);
           for (let ox = 0; ox < outW; ox++, at += channels) {
             const x0 = Math.max(0, ox * strideW - left), x1 = Math.min(width, ox * strideW - left + o.filterW);
-            const count = (y1 - y0) * (x1 - x0), corner = ((b * height + y0) * width + x0) * channels;
-            for (let c = 0; c < channels; c++) {
-              let value = isMax ? -Infinity : 0;
-              for (let iy = y0, row = corner + c; iy < y1; iy++, row += width * channels) {
-                for (let from = row, last = row + (x1 - x0) * channels; from < last; from += channels) {
-                  value = isMax ? Math.max(value, X[from]) : value + X[from];
-                }
+            const first = ((b * height + y0) * width + x0) * channels; // (a window holds at least one pixel)
+            if (isMax) for (let c = 0; c < channels; c++) Y[at + c] = X[first + c]; // the maximum is exact in Y
+            else sums.fill(0);
+            for (let iy = y0; iy < y1; iy++) {
+              for (let ix = x0; ix < x1; ix++) {
+                const from = ((b * height + iy) * width + ix) * channels;
+                if (isMax) for (let c = 0; c < channels; c++) Y[at + c] = Math.max(Y[at + c], X[from + c]);
+                else for (let c = 0; c < channels; c++) sums[c] += X[from + c];
               }
-              const v = isMax ? value : average(value, count);
+            }
+            const count = (y1 - y0) * (x1 - x0);
+            for (let c = 0; c < channels; c++) {
+              const v = isMax ? Y[at + c] : average(sums[c], count);
               Y[at + c] = v < low ? low : v > high ? high : v;
             }
           }
@@ -1551,37 +1587,45 @@ const KERNELS = {
 // ---------------------------------------------------------------------------------------------------
 // WebAssembly SIMD for the float32 inner product: one function, written out below instruction by
 // instruction. In the text format it is
-//   (func (export "dot") (param $count $values $offsets $weights $blocks $out i32)
-//     for each of $blocks blocks of 32 units: a0..a7 = 0 (f32x4); for each of the $count listed values
-//     v (f32 at $values) with weight-row offset o (i32 at $offsets): a_j += splat(v) * (v128 at $weights
-//     + o + 16 j); then a0..a7 are stored at $out, and $out and $weights move on by 128 bytes)
+//   (func (export "dot") (param $rows $counts $values $offsets $weights $blocks $out $bias i32) (param $low $high f32)
+//     for each of $rows rows, whose $counts[r] listed values follow the previous row's: for each of
+//     $blocks blocks of 32 units: a0..a7 = the bias (f32x4 at $bias + 128 block + 16 j); for each listed
+//     value v (f32 at $values) with weight-row offset o (i32 at $offsets): a_j += splat(v) * (v128 at
+//     $weights + 128 block + o + 16 j); a0..a7 clamped to [$low, $high] are stored at $out, which moves
+//     on by 128 bytes)
 // and it reads the memory "m"."m".
 
 const leb = (n) => (n < 128 ? [n] : [(n & 127) | 128, ...leb(n >> 7)]); // (the i32 constants here are small and positive)
 
 function dotModule() {
   const get = (i) => [0x20, i], set = (i) => [0x21, i], constant = (n) => [0x41, ...leb(n)], simd = (op, ...memarg) => [0xfd, ...leb(op), ...memarg];
-  const [count, values, offsets, weights, blocks, out, i, end, w, v] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], sums = [10, 11, 12, 13, 14, 15, 16, 17];
-  const add = 0x6a, block = [0x02, 0x40], loop = [0x03, 0x40], exitIf = [0x0d, 1], repeat = [0x0c, 0], end2 = [0x0b, 0x0b];
+  const [rows, counts, values, offsets, weights, blocks, out, bias, low, high] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  const [i, end, w, start, block, blockWeights, blockBias, v, lows, highs] = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19];
+  const sums = [20, 21, 22, 23, 24, 25, 26, 27];
+  const add = 0x6a, loop = [0x02, 0x40, 0x03, 0x40], exitIf = [0x0d, 1], repeat = [0x0c, 0, 0x0b, 0x0b]; // block+loop ... br 0, end, end
+  const step = (local, n) => [...get(local), ...constant(n), add, ...set(local)];
   const body = [
-    2, 3, 0x7f, 9, 0x7b, // locals: i, end, w (i32); v, a0..a7 (v128)
-    ...get(count), ...constant(2), 0x74, ...set(end), // end = count * 4
-    ...block, ...loop, ...get(blocks), 0x45, ...exitIf, // while blocks != 0:
-    ...simd(12, ...new Array(16).fill(0)), ...sums.slice(0, 7).flatMap((a) => [0x22, a]), ...set(sums[7]), // a0..a7 = 0
-    ...constant(0), ...set(i),
-    ...block, ...loop, ...get(i), ...get(end), 0x4f, ...exitIf, // while i < end:
+    2, 7, 0x7f, 11, 0x7b, // locals: i, end, w, start, block, blockWeights, blockBias (i32); v, lows, highs, a0..a7 (v128)
+    ...get(low), ...simd(19), ...set(lows), ...get(high), ...simd(19), ...set(highs),
+    ...loop, ...get(rows), 0x45, ...exitIf, // for each row:
+    ...get(start), ...get(counts), 0x28, 2, 0, ...constant(2), 0x74, add, ...set(end), ...step(counts, 4), // end = start + 4 counts[r]
+    ...get(blocks), ...set(block), ...get(weights), ...set(blockWeights), ...get(bias), ...set(blockBias),
+    ...loop, ...get(block), 0x45, ...exitIf, // for each block of 32 units:
+    ...sums.flatMap((a, j) => [...get(blockBias), ...simd(0, 4, ...leb(16 * j)), ...set(a)]), // a_j = bias
+    ...get(start), ...set(i),
+    ...loop, ...get(i), ...get(end), 0x4f, ...exitIf, // for each listed value:
     ...get(values), ...get(i), add, 0x2a, 2, 0, ...simd(19), ...set(v), // v = f32x4.splat(f32 values[i])
-    ...get(weights), ...get(offsets), ...get(i), add, 0x28, 2, 0, add, ...set(w), // w = weights + i32 offsets[i]
+    ...get(blockWeights), ...get(offsets), ...get(i), add, 0x28, 2, 0, add, ...set(w), // w = blockWeights + i32 offsets[i]
     ...sums.flatMap((a, j) => [...get(a), ...get(v), ...get(w), ...simd(0, 4, ...leb(16 * j)), ...simd(230), ...simd(228), ...set(a)]),
-    ...get(i), ...constant(4), add, ...set(i), ...repeat, ...end2, // i += 4
-    ...sums.flatMap((a, j) => [...get(out), ...get(a), ...simd(11, 4, ...leb(16 * j))]), // v128.store
-    ...get(out), ...constant(128), add, ...set(out), ...get(weights), ...constant(128), add, ...set(weights),
-    ...get(blocks), ...constant(1), 0x6b, ...set(blocks), ...repeat, ...end2, 0x0b, // blocks -= 1
+    ...step(i, 4), ...repeat,
+    ...sums.flatMap((a, j) => [...get(out), ...get(a), ...get(lows), ...simd(233), ...get(highs), ...simd(232), ...simd(11, 4, ...leb(16 * j))]), // store min(max(a, low), high)
+    ...step(out, 128), ...step(blockWeights, 128), ...step(blockBias, 128), ...get(block), ...constant(1), 0x6b, ...set(block), ...repeat,
+    ...get(end), ...set(start), ...get(rows), ...constant(1), 0x6b, ...set(rows), ...repeat, 0x0b,
   ];
   const section = (id, ...content) => [id, ...leb(content.length), ...content];
   return new Uint8Array([
     0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-    ...section(1, 1, 0x60, 6, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0), // type: (i32 x 6) -> ()
+    ...section(1, 1, 0x60, 10, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0), // type: (i32 x 8, f32 x 2) -> ()
     ...section(2, 1, 1, 0x6d, 1, 0x6d, 2, 0, 0), // import memory "m"."m"
     ...section(3, 1, 0), // function 0 has type 0
     ...section(7, 1, 3, 0x64, 0x6f, 0x74, 0, 0), // export "dot"
@@ -1805,7 +1849,8 @@ async function bytesOf(source) {
   throw new TypeError(`load() takes a URL, an ArrayBuffer or a Uint8Array, got ${source && source.constructor ? source.constructor.name : typeof source}`);
 }
 
-// Loads a lite file: a URL (fetched), an ArrayBuffer or a Uint8Array. options.memoryLimit bounds the arena.
+// Loads a lite file: a URL (fetched), an ArrayBuffer or a Uint8Array. options.memoryLimit bounds the
+// arena; options.simd = false runs float32 products in JS even where WebAssembly SIMD is available.
 export async function load(source, options = {}) {
   return new LiteModel(await bytesOf(source), options);
 }

@@ -445,3 +445,26 @@ def test_adagrad_and_ftrl_follow_keras_update_rules(name):
         optimizer.apply_gradients([(tf.constant(gradient), variable)])
     np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6)
     assert type(tf.keras.optimizers.get(name.lower())) is type(optimizer)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adam_step_size_op_equals_its_scalar_ops_bit_for_bit(dtype):
+    from trainer.ops import math_ops  # noqa: PLC0415
+    from trainer.ops.registry import execute  # noqa: PLC0415
+    from trainer.ops.training_ops import adam_step_size_op  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        iterations = tf.constant(np.int64(rng.integers(0, 100_000)))
+        learning_rate = tf.constant(np.float32(rng.uniform(1e-5, 1e-1)))
+        beta_1, beta_2 = float(rng.uniform(0.5, 0.99)), float(rng.uniform(0.9, 0.9999))
+        step = math_ops.cast(math_ops.add(iterations, 1), dtype)
+        beta_1_power = math_ops.pow(tf.constant(beta_1, dtype=dtype), step)
+        beta_2_power = math_ops.pow(tf.constant(beta_2, dtype=dtype), step)
+        expected = math_ops.divide(
+            math_ops.multiply(math_ops.cast(learning_rate, dtype), math_ops.sqrt(math_ops.subtract(1.0, beta_2_power))),
+            math_ops.subtract(1.0, beta_1_power),
+        )
+        attrs = {"beta_1": beta_1, "beta_2": beta_2, "dtype": tf.as_dtype(dtype)}
+        actual = execute(adam_step_size_op, (iterations, learning_rate), attrs)
+        assert actual.dtype == expected.dtype and actual.numpy().tobytes() == expected.numpy().tobytes()

@@ -30,6 +30,8 @@ for (const entry of cases) {
     }
     const again = model.run({ [input.name]: { data: x, shape: input.shape } }); // same plan, same answer
     for (const expected of entry.outputs) assertClose(again[expected.name], array(expected), `${entry.name} second run`);
+    const plain = (await load(bytes(entry.file), { simd: false })).run({ [input.name]: x }); // float32 layers in JS
+    for (const expected of entry.outputs) assertClose(plain[expected.name], array(expected), `${entry.name} without SIMD`);
   });
 }
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from trainer import dtypes
 from trainer.keras.saving.registration import keras_serializable
 from trainer.ops import math_ops
 from trainer.ops.registry import execute
-from trainer.ops.training_ops import apply_adam_amsgrad_op, apply_adam_op
+from trainer.ops.training_ops import adam_step_size_op, apply_adam_amsgrad_op, apply_adam_op
 from trainer.tensor import convert_to_tensor
 
 from .base import Optimizer
@@ -79,15 +80,9 @@ class Adam(Optimizer):
         self._velocity_hats = self.add_optimizer_variables(var_list, "velocity_hat") if self.amsgrad else []
 
     def _step_size(self, learning_rate, dtype):
-        """``alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` with ops, so a traced step recomputes it."""
-        step = math_ops.cast(math_ops.add(self.iterations, 1), dtype)
-        beta_1_power = math_ops.pow(convert_to_tensor(float(self.beta_1), dtype=dtype), step)
-        beta_2_power = math_ops.pow(convert_to_tensor(float(self.beta_2), dtype=dtype), step)
-        learning_rate = math_ops.cast(learning_rate, dtype)
-        return math_ops.divide(
-            math_ops.multiply(learning_rate, math_ops.sqrt(math_ops.subtract(1.0, beta_2_power))),
-            math_ops.subtract(1.0, beta_1_power),
-        )
+        """``alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` as an op, so a traced step recomputes it."""
+        attrs = {"beta_1": float(self.beta_1), "beta_2": float(self.beta_2), "dtype": dtypes.as_dtype(dtype)}
+        return execute(adam_step_size_op, (self.iterations, convert_to_tensor(learning_rate)), attrs)
 
     def _backend_update_step(self, grads, variables, learning_rate):
         step_sizes = {}  # one alpha per dtype per step, not one per variable
