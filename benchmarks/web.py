@@ -1,10 +1,11 @@
 """Web suite: our JS runtime against onnxruntime-web (WebAssembly, one thread) in one headless Chromium.
 
 The same MNIST MLP and CNN as the inference suite (lite file for us, ONNX for onnxruntime-web), served
-from 127.0.0.1, each measurement in a fresh browser context (nothing cached): per-inference latency at
-batch 1, cold start (import the runtime while fetching the model, load it, first inference), and the download a page
-pays for the runtime plus the model, gzipped. Both runtimes' first outputs are checked against our
-Python lite runtime on the same real MNIST image.
+from 127.0.0.1, each measurement in a fresh browser context (nothing cached), the two runtimes taking
+turns (three pages each; rows give medians): per-inference latency at batch 1, cold start (import the
+runtime while fetching the model, load it, first inference), and the download a page pays for the
+runtime plus the model, gzipped. Both runtimes' outputs are checked against our Python lite runtime on
+the same real MNIST image.
 
 onnxruntime-web comes from npm (``npm install`` at the repository root: a devDependency in
 ``package.json``); without it, or without Chromium, the rows say so instead of giving numbers.
@@ -31,7 +32,9 @@ ORT_DIST = Path(os.environ.get("EMBERFLOW_NODE_MODULES", ROOT / "node_modules"))
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 OUR_FILES = ("emberflow-lite.js",)
 CHECK_TOLERANCE = 1e-4
-COLD_STARTS = 3  # fresh pages per system and model; the row gives their median (one page's is noisy)
+# Fresh pages per system and model, the systems taking turns (ours, theirs, ours, ...) so that a change of
+# load on a shared machine hits both; each row gives the median over a system's pages.
+ROUNDS = 3
 
 
 def _gzipped_bytes(paths) -> int:
@@ -95,28 +98,38 @@ def _download_row(folder: Path, system: str, kind: str) -> Row:
     )
 
 
-def _system_rows(browser, url: str, folder: Path, system: str, kind: str, case: tuple, seconds: float) -> list[Row]:
-    """The rows of one system on one model: download size, then latency, cold start and the output check."""
+def _pages(browser, url: str, systems, kind: str, shape, seconds: float) -> dict:
+    """``ROUNDS`` pages of each system in turn: {system: [page result, ...], or the error a page raised}."""
     from playwright.sync_api import Error as PageError  # noqa: PLC0415
 
+    results = {system: [] for system in systems}
+    for _ in range(ROUNDS):
+        for system in systems:
+            if isinstance(results[system], list):
+                try:
+                    results[system].append(_measure(browser, url, system, kind, shape, seconds))
+                except PageError as error:  # the page threw or timed out: a row that says why, not a number
+                    results[system] = error
+    return results
+
+
+def _system_rows(folder: Path, system: str, kind: str, expected, pages) -> list[Row]:
+    """The rows of one system on one model: download size, then latency, cold start and the output check."""
     name = f"{kind} float32 batch 1"
-    shape, expected = case
     rows = [_download_row(folder, system, kind)]
-    try:
-        result = _measure(browser, url, system, kind, shape, seconds)
-        cold_starts = [result["coldStartMs"]] + [
-            _measure(browser, url, system, kind, shape, 0)["coldStartMs"] for _ in range(COLD_STARTS - 1)
-        ]
-    except PageError as error:  # the page threw or timed out: a row that says why, not a number
-        return rows + [peer_missing(SUITE, name, system, "latency median", "us", error)]
-    difference = float(np.max(np.abs(np.asarray(result["output"], np.float32) - expected)))
+    if isinstance(pages, Exception):
+        return rows + [peer_missing(SUITE, name, system, "latency median", "us", pages)]
+    difference = max(float(np.max(np.abs(np.asarray(page["output"], np.float32) - expected))) for page in pages)
     agreement = "WRONG OUTPUT: " if difference > CHECK_TOLERANCE else ""
-    note = f"{agreement}max difference from the Python lite runtime {difference:.2g}"
-    cold = ", ".join(f"{ms:.0f}" for ms in cold_starts)
+    note = f"{agreement}max difference from the Python lite runtime {difference:.2g}; median of {len(pages)} pages"
+    latencies, cold_starts = [page["medianMs"] * 1e3 for page in pages], [page["coldStartMs"] for page in pages]
+    calls = sum(page["calls"] for page in pages)
+    latency_note = f"{note}: {', '.join(f'{us:.0f}' for us in latencies)} us; {calls} timed calls"
+    cold_note = f"{note}: {', '.join(f'{ms:.0f}' for ms in cold_starts)} ms"
+    cold = "cold start (import + load + first run)"
     return rows + [
-        Row(SUITE, name, system, "latency median", result["medianMs"] * 1e3, "us", f"{note}; {result['calls']} timed calls"),
-        Row(SUITE, name, system, "cold start (import + load + first run)", float(np.median(cold_starts)), "ms",
-            f"{note}; median of {COLD_STARTS} fresh pages: {cold} ms"),
+        Row(SUITE, name, system, "latency median", float(np.median(latencies)), "us", latency_note),
+        Row(SUITE, name, system, cold, float(np.median(cold_starts)), "ms", cold_note),
     ]
 
 
@@ -131,20 +144,22 @@ def run(quick: bool = False, systems=("emberflow", "onnxruntime-web"), log=print
         ]
     if "onnxruntime-web" in systems and not ORT_DIST.is_dir():
         log(f"[web] {ORT_DIST} is missing: run `npm install` at the repository root for onnxruntime-web")
-    seconds = 0.3 if quick else 1.5
+    seconds = 0.3 if quick else 1.0
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         cases = _prepare_site(folder, systems)
         with serve(folder) as url, chromium() as browser:
-            for kind, case in cases.items():
+            for kind, (shape, expected) in cases.items():
+                present = [system for system in systems if system != "onnxruntime-web" or ORT_DIST.is_dir()]
                 for system in systems:
-                    if system == "onnxruntime-web" and not ORT_DIST.is_dir():
+                    if system not in present:
                         missing = FileNotFoundError(f"{ORT_DIST}: run `npm install` at the repository root")
                         rows.append(
                             peer_missing(SUITE, f"{kind} float32 batch 1", system, "latency median", "us", missing)
                         )
-                        continue
-                    log(f"[web] {kind}: {system} ...")
-                    rows += _system_rows(browser, url, folder, system, kind, case, seconds)
+                log(f"[web] {kind}: {', '.join(present)}, {ROUNDS} pages each ...")
+                pages = _pages(browser, url, present, kind, shape, seconds)
+                for system in present:
+                    rows += _system_rows(folder, system, kind, expected, pages[system])
     return rows

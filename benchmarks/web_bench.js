@@ -1,6 +1,5 @@
 // One web benchmark measurement, in a fresh page: bench.html?system=emberflow|onnxruntime-web&model=mlp
-// &shape=1,28,28&seconds=1 (seconds=0: the cold start only). The result lands in `window.benchmark` (a
-// Promise) for benchmarks/web.py.
+// &shape=1,28,28&seconds=1. The result lands in `window.benchmark` (a Promise) for benchmarks/web.py.
 //
 // Cold start is everything from nothing to the first answer: importing the runtime (for onnxruntime-web
 // that includes fetching and compiling its WebAssembly) while fetching the model, loading it and one
@@ -49,7 +48,6 @@ async function measure() {
   const run = await loaders[system]();
   const output = Array.from(await run(pixels));
   const coldStartMs = performance.now() - started;
-  if (seconds === 0) return { coldStartMs, output }; // a cold start only
 
   const perCallEstimate = (await timeCalls(run, pixels, 10)) / 10;
   const callsPerBatch = Math.max(1, Math.ceil(BATCH_MS / Math.max(perCallEstimate, 1e-3)));

@@ -9,6 +9,7 @@ their own — crossing is explicit (``tensor.cpu()``, ``tensor.gpu()``, or ``tf.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 
 import numpy as np
@@ -138,3 +139,35 @@ def check_same_device(arrays, op_name: str):
             "(tensor.cpu(), tensor.gpu(), or tf.identity inside a tf.device scope)"
         )
     return modules.pop() if modules else default_module()
+
+
+# -- host memory -----------------------------------------------------------------------------------
+
+# glibc gives freed blocks back to the OS when free space at the top of the heap passes a threshold
+# that tracks the largest block freed so far (a few MB here), and serves blocks from 128 KiB up to
+# that size with fresh mmaps. A training step frees and reallocates the same large arrays every
+# step, so each step paid again for every page: 2,200 page faults per MNIST CNN step, 20.3 ms of CPU
+# instead of 12.0 ms. Fixed thresholds keep freed blocks in the heap for the next step to reuse.
+_MMAP_THRESHOLD = 32 * 1024 * 1024  # the largest glibc accepts; bigger blocks still get their own mmap
+_TRIM_THRESHOLD = 512 * 1024 * 1024  # free heap kept for reuse before any is returned to the OS
+
+
+def keep_freed_host_memory() -> bool:
+    """Sets glibc's malloc thresholds so that freed arrays (up to 32 MiB each, 512 MiB in all) stay
+    in the process for reuse; returns whether it applied (glibc only). ``import trainer`` calls it
+    unless ``EMBERFLOW_KEEP_FREED_MEMORY=0``."""
+    import ctypes  # noqa: PLC0415 - only needed once, at start-up
+    import sys  # noqa: PLC0415
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_trim_threshold, _TRIM_THRESHOLD)) and bool(mallopt(m_mmap_threshold, _MMAP_THRESHOLD))
+
+
+if os.environ.get("EMBERFLOW_KEEP_FREED_MEMORY", "1") != "0":
+    keep_freed_host_memory()

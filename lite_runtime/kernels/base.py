@@ -7,6 +7,7 @@ needs. ``eval(state, inputs, outputs)`` only computes, writing into the planned 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,11 +91,27 @@ class Node:
 
 @dataclass(frozen=True)
 class Kernel:
-    """A kernel table entry. ``shapes_only``: its output depends only on input shapes (SHAPE)."""
+    """A kernel table entry. ``shapes_only``: its output depends only on input shapes (SHAPE).
+
+    ``bind(state, inputs, outputs)``, where given, returns the call ``invoke`` makes for these planned arrays:
+    it reshapes views and picks its code path once, at allocate time, since at batch 1 each NumPy call and
+    view costs about as much as the arithmetic. A kernel with ``bind`` defines ``eval`` as ``bind(...)()``."""
 
     prepare: Callable
     eval: Callable
     shapes_only: bool = False
+    bind: Callable | None = None
+
+    def bound(self, state, inputs: list, outputs: list) -> Callable[[], None]:
+        """The zero-argument call that runs this kernel on planned ``inputs`` into ``outputs``."""
+        if self.bind is not None:
+            return self.bind(state, inputs, outputs)
+        return functools.partial(self.eval, state, inputs, outputs)
+
+
+def bound_eval(bind: Callable) -> Callable:
+    """``eval`` for a kernel that has ``bind``: one code path for invoke, constant folding and tests."""
+    return lambda state, inputs, outputs: bind(state, inputs, outputs)()
 
 
 QUANTIZED_TYPES = frozenset(np.dtype(t) for t in (np.int8, np.uint8, np.int16))
@@ -119,7 +136,12 @@ def by_tensor_type(float_kernel: Kernel | None, quantized_prepare: Callable) -> 
     def evaluate(state, inputs, outputs):
         state[0](state[1], inputs, outputs)
 
-    return Kernel(prepare, evaluate, float_kernel is not None and float_kernel.shapes_only)
+    def bind(state, inputs, outputs):  # the picked kernel's own call, without this entry's dispatch
+        if float_kernel is not None and float_kernel.bind is not None and state[0] is float_kernel.eval:
+            return float_kernel.bind(state[1], inputs, outputs)
+        return functools.partial(state[0], state[1], inputs, outputs)
+
+    return Kernel(prepare, evaluate, float_kernel is not None and float_kernel.shapes_only, bind)
 
 
 def normalize_axis(node: Node, axis: int, rank: int) -> int:
@@ -127,8 +149,16 @@ def normalize_axis(node: Node, axis: int, rank: int) -> int:
     return axis % rank
 
 
-def activation(node: Node, code: int):
-    """The in-place function for a fused activation (None for NONE)."""
+def activation(node: Node, code: int, shape=None):
+    """The in-place function for a fused activation (None for NONE).
+
+    With ``shape`` (the output's), RELU, RELU6 and RELU_N1_TO_1 compare against full-sized constants in scratch
+    (``Node.tiled``): a scalar bound costs 2x at batch 1 and 4x on a conv output, ``np.clip`` more."""
+    if shape is not None and code in _BOUNDS:
+        low, high = (node.tiled(bound, shape, np.float32) if bound is not None else None for bound in _BOUNDS[code])
+        if high is None:
+            return lambda out: np.maximum(out, low, out=out)
+        return lambda out: (np.maximum(out, low, out=out), np.minimum(out, high, out=out))
     functions = {
         Activation.NONE: None,
         Activation.RELU: lambda out: np.maximum(out, 0, out=out),
@@ -138,6 +168,9 @@ def activation(node: Node, code: int):
     }
     node.check(code in functions, f"fused activation {code} is not supported")
     return functions[code]
+
+
+_BOUNDS = {Activation.RELU: (0, None), Activation.RELU6: (0, 6), Activation.RELU_N1_TO_1: (-1, 1)}
 
 
 def window(node: Node, size: int, kernel: int, stride: int, dilation: int, padding: int) -> tuple[int, int, int]:

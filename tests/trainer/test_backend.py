@@ -1,5 +1,7 @@
 """Backends: NumPy always; CuPy where a GPU exists (skipped with the reason otherwise)."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,22 @@ def test_mnist_mlp_trains_on_the_gpu_backend():
         assert model.weights[0].device.endswith("GPU:0")
     finally:
         tf.config.set_backend("numpy")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc thresholds")
+def test_freed_arrays_are_reused_without_page_faults():
+    import resource  # noqa: PLC0415
+
+    if not backend.keep_freed_host_memory():
+        pytest.skip("not glibc")
+
+    def step():  # several large arrays live at once, as in a training step (~2,700 faults each without reuse)
+        return [np.ones(size, np.float32) for size in (2_000_000, 1_000_000, 3_000_000, 500_000)]
+
+    for _ in range(3):
+        step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(20):
+        step()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 500, f"{faults} page faults in 20 steps that reallocate the same arrays"

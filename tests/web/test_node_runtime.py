@@ -115,26 +115,29 @@ def _islands(x):
     return {"rows": tf.gather(tf.constant(_TABLE), ids), "y": tf.exp(x * 0.5) + tf.math.rsqrt(tf.square(x) + 1.0)}
 
 
-def _int8_file(layers, shape, calibration, tie_means: bool = False) -> bytes:
-    """A full-int8 file of a Sequential model; with ``tie_means`` each MEAN's output keeps its input's scale and
-    zero point, so that its sums land on exact halves (negative ones too) wherever they are ≡ count/2 modulo
-    the count: requantization that rounds twice, or ties away from zero, answers otherwise there."""
+def _int8_file(layers, shape, calibration, code: int | None = None, output_scale: float = 1.0) -> bytes:
+    """A full-int8 file of a Sequential model; the output scale of each ``code`` operator is set to its input
+    scale times ``output_scale`` (the zero point kept)."""
     tf.keras.utils.set_random_seed(3)
     lite = build_model(as_inference_graph(tf.keras.Sequential([tf.keras.Input(shape), *layers]), None))
     quantize_model(lite, "int8", serialize(lite), calibration)
     for operator in lite.operators:
-        if tie_means and lite.operator_codes[operator.opcode_index][0] == 40:  # MEAN
-            lite.tensors[operator.outputs[0]].quantization = lite.tensors[operator.inputs[0]].quantization
+        if lite.operator_codes[operator.opcode_index][0] == code:
+            source = lite.tensors[operator.inputs[0]].quantization
+            lite.tensors[operator.outputs[0]].quantization = type(source)([source.scale[0] * output_scale], source.zero_point)
     return serialize(lite)
 
 
 def _int8_cases(rng):
-    """(name, file, input) of single-layer int8 files: a MEAN over 16 values full of exact ties, and a
-    standalone LEAKY_RELU (lite_runtime has no int8 kernel for it yet: LiteRT's default interpreter judges)."""
+    """(name, file, input) of single-layer int8 files: a MEAN over 16 values with its input's scale, whose sums
+    land on exact halves (negative ones too) wherever they are ≡ 8 modulo 16, where requantization that rounds
+    twice, or ties away from zero, answers otherwise; LEAKY_RELU as XNNPACK computes it, and with a scale
+    ratio outside XNNPACK's limits, as TFLite's own kernel does."""
     images, rows = rng.standard_normal((40, 4, 4, 6)).astype(np.float32), rng.standard_normal((40, 64)).astype(np.float32)
-    mean = _int8_file([L.Conv2D(6, 1, activation="relu"), L.GlobalAveragePooling2D(), L.Dense(5)], (4, 4, 6), images[:32], True)
-    leaky = _int8_file([L.Dense(64), L.Reshape((8, 8)), L.LeakyReLU(0.3), L.Flatten(), L.Dense(5)], (64,), rows[:32])
-    return [("int8_mean_ties", mean, images[32:]), ("int8_leaky_relu", leaky, rows[32:] * 2)]
+    mean = _int8_file([L.Conv2D(6, 1, activation="relu"), L.GlobalAveragePooling2D(), L.Dense(5)], (4, 4, 6), images[:32], 40)
+    leaky = [L.Dense(64), L.Reshape((8, 8)), L.LeakyReLU(0.3), L.Flatten(), L.Dense(5)]
+    return [("int8_mean_ties", mean, images[32:]), ("int8_leaky_relu", _int8_file(leaky, (64,), rows[:32]), rows[32:] * 2),
+            ("int8_leaky_relu_ref", _int8_file(leaky, (64,), rows[:32], 98, 300.0), rows[32:] * 2)]  # fmt: skip
 
 
 def _symmetric_hybrid(model) -> bytes:
@@ -218,10 +221,8 @@ def write_cases(folder: Path) -> None:
                               ("arithmetic", _arithmetic, rng.random((3, 4, 6), dtype=np.float32))):  # fmt: skip
         data = to_lite(function)
         manifest.append(_write_case(folder, name, data, x, *_reference(data, x)))
-    # batch 1: LiteRT's own hybrid BATCH_MATMUL kernels go wrong past the first batch (its default
-    # interpreter agrees with us there); an all-zero matrix quantizes its rows with scale 1
-    matmul_input = rng.standard_normal((1, 2, 6, 32)).astype(np.float32)
-    matmul_input[0, 1] = 0.0
+    matmul_input = rng.standard_normal((3, 2, 6, 32)).astype(np.float32)
+    matmul_input[1, 0] = 0.0  # an all-zero matrix quantizes its rows with scale 1
     calibration = rng.standard_normal((32, 8)).astype(np.float32)
     for name, data, x in (("matmuls_dynamic", to_lite(_matmuls, quantize="dynamic"), matmul_input),
                           ("islands_dynamic", to_lite(_islands, quantize="dynamic"), calibration[:3]),

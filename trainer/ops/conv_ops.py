@@ -148,7 +148,7 @@ def _patches(xp, x, geometry: _Geometry):
         def gather(start, stop):  # images [start, stop) of the batch
             np.copyto(patches[start:stop], windows[start:stop])
 
-        parallel.split(xp, gather, shape[0], 2 * patches.nbytes)
+        parallel.split(xp, gather, shape[0], patches.nbytes + padded.nbytes)
         return patches
     patches = xp.empty(shape, dtype=x.dtype)
     for i, j in geometry.offsets():

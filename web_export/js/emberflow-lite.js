@@ -391,6 +391,36 @@ function multiplyLarge(x, multiplier, bits) {
   return Math.floor((high + carry) / 2 ** (bits - 16));
 }
 
+// gemmlowp's MultiplyByQuantizedMultiplier, rounded twice (a rounding doubling high multiply, then a
+// rounding shift): TFLite's own kernels as LiteRT builds them, where XNNPACK does not take the operator
+// (lite_runtime's multiply_by_quantized_multiplier_twice_rounded).
+export function multiplyTwiceRounded(x, multiplier, shift) {
+  const left = shift > 0 ? shift : 0;
+  return roundingDivideByPOT(roundingHighMultiply(Math.imul(x, 2 ** left), multiplier), left ? 0 : -shift);
+}
+
+// SaturatingRoundingDoublingHighMul: the high 32 bits of 2ab, to nearest, ties away from zero. Products
+// of 2^53 and over are split into 16-bit halves so that every step stays exact.
+function roundingHighMultiply(a, b) {
+  const product = a * b;
+  if (product > -9007199254740992 && product < 9007199254740992) {
+    return ((product + (product >= 0 ? 0x40000000 : 1 - 0x40000000)) / 2147483648) | 0; // truncates, like C++
+  }
+  if (a === -2147483648 && b === -2147483648) return 2147483647;
+  const high = (a >> 16) * b, highQuotient = Math.floor(high / 32768);
+  const nudge = (a < 0) === (b < 0) ? 0x40000000 : 1 - 0x40000000;
+  const rest = (high - highQuotient * 32768) * 65536 + (a & 0xffff) * b + nudge, restQuotient = Math.floor(rest / 2147483648);
+  const quotient = highQuotient + restQuotient; // floor((ab + nudge) / 2^31)
+  return quotient < 0 && rest !== restQuotient * 2147483648 ? quotient + 1 : quotient; // C++ truncates
+}
+
+// RoundingDivideByPOT: x / 2^exponent to nearest, ties away from zero.
+function roundingDivideByPOT(x, exponent) {
+  if (exponent > 31) return exponent === 32 && x === -2147483648 ? -1 : 0; // |x| / 2^32 <= 1/2
+  const mask = exponent === 0 ? 0 : 0xffffffff >>> (32 - exponent);
+  return (x >> exponent) + ((x & mask) >>> 0 > (mask >>> 1) + (x < 0 ? 1 : 0) ? 1 : 0);
+}
+
 // std::round: halves away from zero; lrintf: halves to even.
 const roundAway = (v) => (v < 0 ? -Math.round(-v) : Math.round(v));
 const roundHalfEven = (v) => { const r = Math.round(v); return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r; };
@@ -637,10 +667,11 @@ function dotRows(sums, at, units, first, last, values, offsets, W) {
   }
 }
 
-// How a layer with weights finishes: `finish(acc, B, Y, at)` turns accumulators into outputs Y[at..];
-// `source(X, start, length)` gives the array holding the values to accumulate: the input X itself (read
-// from `start`), or scratch holding their quantized form (read from 0). float32: plain; hybrid: the float input quantized per batch row (or image) at run time,
-// int8 weights with float scales; int8: (x - zero point) times int8 weights, requantized.
+// How a layer with weights finishes: `finish(sums, from, B, Y, at)` turns the sums at sums[from..] into
+// outputs Y[at..]; `source(X, start, length)` gives the array holding the values to sum: the input X
+// itself (read from `start`), or scratch holding their quantized form (read from 0). float32: plain;
+// hybrid: the float input quantized per batch row (or image) at run time, int8 weights with float
+// scales; int8: (x - zero point) times int8 weights, requantized.
 function weightedLayer(node, x, weights, channels, perBatch) {
   const mode = x.dtype === "int8" ? "int8" : node.typed(1, "float32", "int8").dtype === "int8" ? "hybrid" : "float32";
   if (mode === "int8") node.typed(1, "int8");
@@ -1079,21 +1110,23 @@ function rescale(node, x, real, low = -128, high = 127) {
 // clamp to the activation's quantized range.
 const quantizedRelu = (code) => (node, x) => rescale(node, x, f32(scaleOf(x) / scaleOf(node.output())), ...quantizedRange(node, code, node.output()));
 
-// int8 LEAKY_RELU as LiteRT's default interpreter runs it (XNNPACK's qs8 leaky ReLU, bit-exact with it):
-// (x - zero point) times the scale ratio, or alpha times it below zero, held as 8-bit fixed point
-// (lrintf(256 * ratio)), plus the output zero point, rounded half up. (TFLite's own kernel, which
-// XNNPACK replaces, rounds with 31-bit multipliers instead and differs in a few percent of the values.)
+// int8 LEAKY_RELU as LiteRT's default interpreter runs it (lite_runtime's prepare_leaky_relu): where
+// XNNPACK takes it (scale ratios within its limits), (x - zero point) times the ratio, or alpha times it
+// below zero, as 8-bit fixed point (lrintf(256 * ratio)), plus the output zero point, rounded half up;
+// elsewhere TFLite's QuantizeLeakyRelu, with 31-bit multipliers rounded twice. Both as a table.
 const quantizedLeakyRelu = (node, x) => {
-  const inZero = zeroOf(x), bias = zeroOf(node.output()) * 256 + 128;
-  const ratio = f32(scaleOf(x) / scaleOf(node.output()));
-  const [positive, negative] = [ratio, f32(ratio * f32(node.options.alpha))].map((r) => roundHalfEven(f32(256 * r)));
-  return (ins, outs) => {
-    const X = ins[0], Y = outs[0];
-    for (let i = 0; i < Y.length; i++) {
-      const centered = X[i] - inZero, v = (bias + centered * (centered >= 0 ? positive : negative)) >> 8;
-      Y[i] = v < -128 ? -128 : v > 127 ? 127 : v;
-    }
-  };
+  const inZero = zeroOf(x), outZero = zeroOf(node.output()), alpha = f32(node.options.alpha);
+  const positive = f32(scaleOf(x) / scaleOf(node.output())), negative = f32(positive * alpha);
+  const xnnpack = positive >= 2 ** -8 && positive <= 2 ** 7 && negative >= -127.99609375 && negative <= 2 ** 7 && Math.abs(negative) >= 2 ** -8;
+  const identity = quantizeMultiplier(positive), scaled = quantizeMultiplier(f32(f32(scaleOf(x) * alpha) / scaleOf(node.output())));
+  const table = new Int8Array(256);
+  for (let q = -128; q < 128; q++) {
+    const centered = q - inZero;
+    const v = outZero + (xnnpack ? (centered * roundHalfEven(256 * (centered > 0 ? positive : negative)) + 128) >> 8
+      : multiplyTwiceRounded(centered, ...(centered >= 0 ? identity : scaled)));
+    table[q + 128] = v < -128 ? -128 : v > 127 ? 127 : v;
+  }
+  return (ins, outs) => { const X = ins[0], Y = outs[0]; for (let i = 0; i < Y.length; i++) Y[i] = table[X[i] + 128]; };
 };
 
 function erf(x) { // Abramowitz & Stegun 7.1.26, as lite_runtime

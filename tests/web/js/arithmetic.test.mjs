@@ -2,12 +2,20 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { multiplyByQuantizedMultiplier, planArena, quantizeMultiplier } from "../../../web_export/js/emberflow-lite.js";
+import { multiplyByQuantizedMultiplier, multiplyTwiceRounded, planArena, quantizeMultiplier } from "../../../web_export/js/emberflow-lite.js";
 
 // common.h MultiplyByQuantizedMultiplier with TFLITE_SINGLE_ROUNDING, in 64-bit integers.
 function referenceMultiply(x, multiplier, shift) {
   const bits = BigInt(31 - shift);
   return Number((BigInt(x) * BigInt(multiplier) + (1n << (bits - 1n))) >> bits); // >> floors, like C++ on int64
+}
+
+// gemmlowp's SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, in 64-bit integers.
+function referenceTwiceRounded(x, multiplier, shift) {
+  const a = BigInt(Math.imul(x, 2 ** Math.max(shift, 0))), b = BigInt(multiplier), ab = a * b;
+  const high = a === -(2n ** 31n) && b === a ? 2n ** 31n - 1n : (ab + (ab >= 0n ? 1n << 30n : 1n - (1n << 30n))) / (1n << 31n);
+  const exponent = BigInt(Math.max(-shift, 0)), mask = (1n << exponent) - 1n;
+  return Number((high >> exponent) + ((high & mask) > (mask >> 1n) + (high < 0n ? 1n : 0n) ? 1n : 0n));
 }
 
 function* int32Samples(count) {
@@ -46,6 +54,20 @@ test("multiplyByQuantizedMultiplier rounds once, ties upward, exactly as in 64-b
   for (const [x, expected] of [[5, 3], [-5, -2], [7, 4], [-7, -3], [-9, -4]]) { // x / 2: ties go up
     assert.equal(multiplyByQuantizedMultiplier(x, 2 ** 30, 0), expected, `${x} / 2`);
   }
+});
+
+test("multiplyTwiceRounded is gemmlowp's arithmetic, exactly", () => {
+  const samples = [...int32Samples(200)];
+  for (let shift = -31; shift <= 30; shift += 3) {
+    for (const m of [...int32Samples(20)].map(Math.abs)) {
+      for (const x of samples) {
+        if (shift > 0 && Math.abs(x) >= 2 ** (31 - shift)) continue; // the shifted x would overflow int32 in C++ too
+        assert.equal(multiplyTwiceRounded(x, m, shift) + 0, referenceTwiceRounded(x, m, shift), `${x} * ${m}, shift ${shift}`);
+      }
+    }
+  }
+  assert.equal(multiplyTwiceRounded(-6, 2 ** 30, -1), -2); // -6 / 4 = -1.5: the shift rounds away from zero ...
+  assert.equal(multiplyByQuantizedMultiplier(-6, 2 ** 30, -1), -1); // ... where one rounding goes up
 });
 
 test("planArena never overlaps buffers that are live together", () => {
