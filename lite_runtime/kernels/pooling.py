@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from lite_runtime.kernels.base import FLOAT32, Kernel, Node, activation, window
+from lite_runtime.kernels.base import FLOAT32, Kernel, Node, activation, bound_eval, window
 from lite_runtime.schema import BuiltinOperator as Op
 
 
@@ -18,6 +20,13 @@ def _prepare(node: Node, fill: float):
     node.check(0 < kernel_h * kernel_w <= 4096, f"pool window {kernel_h}x{kernel_w} is empty or over 4096 pixels")
     out_h, top, bottom = window(node, height, kernel_h, stride_h, 1, node.option("padding"))
     out_w, left, right = window(node, width, kernel_w, stride_w, 1, node.option("padding"))
+    act = activation(node, node.option("fused_activation_function"), (batch, out_h, out_w, channels))
+    if fill == -np.inf and (kernel_h, kernel_w) == (stride_h, stride_w) and top == bottom == left == right == 0:
+        # Windows that tile the input: the max of each block of rows is one reduce over contiguous runs of a row
+        # (width · channels floats), then the max of each block of columns a few copies and maximums.
+        rows = node.scratch((batch, out_h, width * channels)) if kernel_h > 1 else None
+        column = node.scratch((batch, out_h, out_w, channels)) if kernel_w > 1 else None
+        return [((batch, out_h, out_w, channels), FLOAT32)], (None, None, None, act, (kernel_h, kernel_w, rows, column))
     padded = node.scratch((batch, height + top + bottom, width + left + right, channels), fill=fill)
     interior = padded[:, top : top + height, left : left + width, :]
     taps = [padded[:, i : i + (out_h - 1) * stride_h + 1 : stride_h, j : j + (out_w - 1) * stride_w + 1 : stride_w, :]
@@ -26,13 +35,47 @@ def _prepare(node: Node, fill: float):
     valid[top : top + height, left : left + width] = 1
     counts = sum(v[i : i + (out_h - 1) * stride_h + 1 : stride_h, j : j + (out_w - 1) * stride_w + 1 : stride_w]
                  for v in [valid] for i in range(kernel_h) for j in range(kernel_w))  # fmt: skip
-    state = (interior, taps, np.maximum(counts, 1)[None, :, :, None].astype(np.float32),
-             activation(node, node.option("fused_activation_function")))  # fmt: skip
-    return [((batch, out_h, out_w, channels), FLOAT32)], state
+    counts = node.tiled(np.maximum(counts, 1)[None, :, :, None], (batch, out_h, out_w, channels), np.float32)
+    return [((batch, out_h, out_w, channels), FLOAT32)], (interior, taps, counts, act, None)
+
+
+def _view(array: np.ndarray, shape) -> np.ndarray:
+    """``array`` reshaped without a copy (a planned array is C-contiguous, so its blocks always are views)."""
+    view = array.reshape(shape)
+    if view.size and not np.may_share_memory(view, array):
+        raise ValueError(f"a {array.shape} view with strides {array.strides} cannot be reshaped to {shape} in place")
+    return view
+
+
+def _bind_max(state, inputs, outputs):
+    _interior, _taps, _counts, act, blocks = state
+    if blocks is None:
+        return functools.partial(_eval_max, state, inputs, outputs)
+    kernel_h, kernel_w, rows, column = blocks
+    x, out = inputs[0], outputs[0]
+    batch, out_h, out_w, channels = out.shape
+    width = x.shape[2]
+    row_blocks = _view(x[:, : out_h * kernel_h], (batch, out_h, kernel_h, width * channels)) if kernel_h > 1 else None
+    by_rows = rows if kernel_h > 1 else x[:, :out_h]
+    columns = _view(_view(by_rows, (batch, out_h, width, channels))[:, :, : out_w * kernel_w], (batch, out_h, out_w, kernel_w, channels))
+    reduce, maximum = np.maximum.reduce, np.maximum
+    firsts, others = columns[:, :, :, 0], [columns[:, :, :, j] for j in range(1, kernel_w)]
+
+    def run():
+        if row_blocks is not None:
+            reduce(row_blocks, 2, None, rows)
+        out[...] = firsts  # item assignment: np.copyto's copy without its dispatch
+        for other in others:  # strided operands make a ufunc allocate; a copy to contiguous scratch does not
+            column[...] = other
+            maximum(out, column, out=out)
+        if act is not None:
+            act(out)
+
+    return run
 
 
 def _eval_max(state, inputs, outputs):
-    interior, taps, _counts, act = state
+    interior, taps, _counts, act, _blocks = state
     np.copyto(interior, inputs[0])
     out = outputs[0]
     np.copyto(out, taps[0])
@@ -43,7 +86,7 @@ def _eval_max(state, inputs, outputs):
 
 
 def _eval_average(state, inputs, outputs):
-    interior, taps, counts, act = state
+    interior, taps, counts, act, _blocks = state
     np.copyto(interior, inputs[0])
     out = outputs[0]
     np.copyto(out, taps[0])
@@ -55,6 +98,6 @@ def _eval_average(state, inputs, outputs):
 
 
 KERNELS = {
-    Op.MAX_POOL_2D: Kernel(lambda node: _prepare(node, -np.inf), _eval_max),
+    Op.MAX_POOL_2D: Kernel(lambda node: _prepare(node, -np.inf), bound_eval(_bind_max), bind=_bind_max),
     Op.AVERAGE_POOL_2D: Kernel(lambda node: _prepare(node, 0.0), _eval_average),
 }

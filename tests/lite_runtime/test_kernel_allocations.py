@@ -34,6 +34,12 @@ def _cnn():
                                 L.Dense(10, activation="softmax")])  # fmt: skip
 
 
+def _float_cnn():  # float CONV_2D gathering by index (one channel) and by copy, padded and not; tiling MAX_POOL_2D
+    return tf.keras.Sequential([tf.keras.Input((12, 12, 1)), L.Conv2D(8, 3, activation="relu", padding="same"),
+                                L.MaxPooling2D(), L.Conv2D(16, 3, activation="relu"), L.Conv2D(4, 3, padding="same"),
+                                L.MaxPooling2D(), L.Flatten(), L.Dense(10, activation="softmax")])  # fmt: skip
+
+
 def _functional():
     inputs = tf.keras.Input((8,))
     a, b = L.Dense(16)(inputs), L.Dense(16, activation="tanh")(inputs)
@@ -67,7 +73,8 @@ def _gather():
 
 
 MODELS = {
-    "float32_mlp": (_mlp, "none", (28, 28)),  # float CONV_2D, DEPTHWISE_CONV_2D and pooling still broadcast
+    "float32_mlp": (_mlp, "none", (28, 28)),
+    "float32_cnn": (_float_cnn, "none", (12, 12, 1)),  # float DEPTHWISE_CONV_2D, AVERAGE_POOL_2D: strided operands
     "int8_mlp": (_mlp, "int8", (28, 28)),
     "int8_cnn": (_cnn, "int8", (12, 12, 3)),
     "int8_functional": (_functional, "int8", (8,)),
