@@ -94,3 +94,18 @@ def test_tf_config_sets_the_intra_op_threads():
         assert parallel.threads() == parallel.default_threads()
     finally:
         parallel.set_threads(previous)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_splits_with_its_own_workers(always_split):
+    import os  # noqa: PLC0415
+
+    parallel.set_threads(2)
+    parallel.split(np, lambda start, stop: None, 10, 1 << 30)  # the parent's worker exists now
+    child = os.fork()
+    if child == 0:
+        seen = []
+        parallel.split(np, lambda start, stop: seen.append((start, stop)), 10, 1 << 30)
+        os._exit(0 if sorted(seen) == [(0, 5), (5, 10)] else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

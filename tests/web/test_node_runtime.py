@@ -198,6 +198,14 @@ def _write_case(folder: Path, name: str, data: bytes, x: np.ndarray, outputs: di
     }
 
 
+def _same_padding_cnn():
+    tf.keras.utils.set_random_seed(3)
+    return tf.keras.Sequential([tf.keras.Input((11, 13, 3)), L.Conv2D(8, 3, padding="same", activation="relu"),
+                                L.MaxPooling2D((3, 3), strides=2, padding="same"),
+                                L.Conv2D(40, (2, 3), strides=(1, 2), padding="same"),
+                                L.MaxPooling2D((2, 2), padding="same"), L.Flatten(), L.Dense(7)])  # fmt: skip
+
+
 def write_cases(folder: Path) -> None:
     """Writes every case (file, inputs, expected outputs) and ``manifest.json`` into ``folder``."""
     manifest, skipped = [], []
@@ -229,6 +237,11 @@ def write_cases(folder: Path) -> None:
                           ("islands_int8", to_lite(_islands, quantize="int8", calibration=calibration), calibration[:3] * 2),
                           *_int8_cases(rng)):  # fmt: skip
         manifest.append(_write_case(folder, name, data, x, *_reference(data, x)))
+    same_padding = _same_padding_cnn()  # windows clipped by SAME padding, 40 channels: the SIMD pool's edge cases
+    x = rng.standard_normal((2, 11, 13, 3)).astype(np.float32)
+    x[x < 0.3] = 0  # many zero inputs: the conv lists only nonzero values
+    data = to_lite(same_padding)
+    manifest.append(_write_case(folder, "same_padding_cnn", data, x, *_reference(data, x)))
     for path in sorted(FIXTURES.glob("*.tflite")):  # TensorFlow's files; lite_runtime's tests hold it to LiteRT on them
         data, x = path.read_bytes(), np.load(path.with_suffix(".npz"))["inputs"]
         manifest.append(_write_case(folder, path.stem, data, x, *_reference(data, x)))

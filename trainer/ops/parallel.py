@@ -95,6 +95,18 @@ class _Pool:
 _pool = _Pool()
 
 
+def _reset_after_fork() -> None:
+    # A forked child has none of the parent's worker threads (and maybe a held lock): start afresh.
+    global _pool
+    threads = _pool.threads
+    _pool = _Pool()
+    _pool.threads = threads
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def threads() -> int:
     """How many threads a large kernel splits into."""
     return _pool.threads

@@ -14,12 +14,13 @@
 // The twin of the Python `lite_runtime`: the file is validated as a whole when it is read (every
 // offset, index, length and buffer size; problems throw LiteFormatError naming the field), each
 // operator is prepared once per input shape (shapes, parameters, scratch; operators whose inputs are
-// all known are folded), every intermediate tensor gets a view into one arena planned by lifetime,
-// and `run` only copies the inputs in and calls each kernel. Integer kernels requantize as LiteRT's
-// default interpreter does (QuantizeMultiplier, MultiplyByQuantizedMultiplier rounded once), exactly,
-// without BigInt. FULLY_CONNECTED and CONV_2D skip zero inputs, and their float32 products run in a
-// small WebAssembly SIMD function where the engine has one (`load(source, { simd: false })` keeps them
-// in plain JS).
+// all known are folded), every intermediate tensor gets a view into one arena planned by lifetime
+// (inside the WebAssembly memory where there is one, so that its kernels work in place), and `run` only
+// copies the inputs in and calls each kernel. Integer kernels requantize as LiteRT's default interpreter
+// does (QuantizeMultiplier, MultiplyByQuantizedMultiplier rounded once), exactly, without BigInt.
+// FULLY_CONNECTED and CONV_2D skip zero inputs; their float32 products, and float32 MAX_POOL_2D, run in
+// small WebAssembly SIMD functions where the engine has them (`load(source, { simd: false })` keeps
+// them in plain JS).
 
 export class LiteFormatError extends Error {
   constructor(message) {
@@ -570,64 +571,69 @@ function hybridScales(node, filters, channels) {
 }
 
 // FULLY_CONNECTED and CONV_2D end in one inner product, sum over k of value[k] * W[u][k] for each unit u
-// of up to `rows` rows at a time (an image's pixels). The weights are transposed once to [depth, units].
-// Each run lists, row after row, the nonzero values with the offsets of their weight rows (`stride`
-// apart), so that blank pixels, ReLU zeros and padding cost nothing, and each row's count; `sum(rows)`
-// then gives [sums, at, perRow]: row r's sums are sums[at + r * perRow + u]. float32 layers sum in
-// WebAssembly SIMD where there is one (`simdProduct`); the others (and int8 products, exact in
-// doubles) in `dotRows`.
-function innerProduct(node, weights, units, depth, rows, float) {
+// of `rows` rows at a time (an image's output pixels). The weights are transposed once to [depth, units].
+// `list(X, start)` lists each input pixel's nonzero values (`channels` per pixel; a fully connected row
+// is one pixel) once per run, as pairs (value, offset of its weight row) with each pixel's first pair
+// in `starts`, so that blank pixels and ReLU zeros cost nothing. `taps` (built once) gives each row's
+// [input pixel, first weight row] pairs, the same count per row; a tap outside the image reads an
+// empty pixel (index `pixels`). `sum(rows, Y, at)` then gives [sums, at, perRow]: row r's sums are
+// sums[at + r * perRow + u]; or null, having written finished outputs into Y from `at` already. float32
+// layers sum in WebAssembly SIMD where there is one (`simdProduct`); the others (and int8 products,
+// exact in doubles) in `dotRows`.
+function innerProduct(node, weights, units, depth, rows, float, pixels, channels, taps) {
   const bias = node.input(2);
-  if (float && node.heap && (!bias || bias.value)) return simdProduct(node, weights, units, depth, rows, bias && bias.value);
+  if (float && node.heap && (!bias || bias.value)) return simdProduct(node, weights, units, depth, rows, bias && bias.value, pixels, channels, taps);
   const transposed = node.scratch(Float32Array, units * depth); // int8 weights are exact in float32
-  const lists = [node.scratch(Float64Array, rows * depth), node.scratch(Int32Array, rows * depth), node.scratch(Int32Array, rows)];
+  const ints = node.scratch(Int32Array, 2 * pixels * channels), floats = new Float32Array(ints.buffer), starts = node.scratch(Int32Array, pixels + 2);
+  const tapList = taps.map((n, i) => (i % 2 ? n * units : n)), perRow = taps.length / rows;
   const sums = node.scratch(Float64Array, rows * units), result = [sums, 0, units];
   const transpose = (W) => {
     for (let u = 0; u < units; u++) for (let k = 0; k < depth; k++) transposed[k * units + u] = W[u * depth + k];
   };
   if (weights.value) transpose(weights.value);
   return {
-    stride: units,
-    lists: () => lists, // [values, offsets, counts]
+    list: (X, start) => listPixels(X, start, pixels, channels, units, floats, ints, 0, starts, 0),
     weightsFrom: weights.value ? () => {} : transpose, // weights computed at run time (rare) are transposed each run
     sum: (count) => {
-      const [values, offsets, counts] = lists;
-      for (let r = 0, start = 0; r < count; start += counts[r++]) dotRows(sums, r * units, units, start, start + counts[r], values, offsets, transposed);
+      for (let r = 0; r < count; r++) dotRows(sums, r * units, units, tapList, r * perRow, (r + 1) * perRow, starts, floats, ints, transposed);
       return result;
     },
   };
 }
 
-// The float32 inner product in WebAssembly: the weights [depth, units padded to 32], the bias and the
-// lists live in the model's heap; `dot` sums 32 units at a time in eight f32x4 registers, starting
-// from the bias, and clamps them to the fused activation's range: its sums are the layer's outputs
-// (`finished`).
-function simdProduct(node, weights, units, depth, rows, bias) {
+// The float32 inner product in WebAssembly: the weights [depth, units padded to 32], the bias, the taps
+// and the lists live in the model's heap (as byte addresses); `dot` sums 32 units at a time in eight
+// f32x4 registers, starting from the bias, and clamps them to the fused activation's range: its sums
+// are the layer's outputs (`finished`), written straight into an output in the heap whose units fill
+// whole blocks.
+function simdProduct(node, weights, units, depth, rows, bias, pixels, channels, taps) {
   const heap = node.heap, blocks = Math.ceil(units / 32), stride = blocks * 32 * 4, [low, high] = floatRange(node, node.options.activation);
-  const weightsAt = heap.reserve(depth * stride), valuesAt = heap.reserve(rows * depth * 4), offsetsAt = heap.reserve(rows * depth * 4);
-  const countsAt = heap.reserve(rows * 4), sumsAt = heap.reserve(rows * stride), biasAt = heap.reserve(stride);
+  const weightsAt = heap.reserve(depth * stride), listAt = heap.reserve(8 * pixels * channels), startsAt = heap.reserve(4 * pixels + 8);
+  const tapsAt = heap.reserve(4 * taps.length), tapBytes = 4 * taps.length / rows, sumsAt = heap.reserve(rows * stride), biasAt = heap.reserve(stride);
   if (bias) heap.f32.set(bias, biasAt / 4);
+  new Int32Array(heap.memory.buffer, tapsAt, taps.length).set(taps.map((n, i) => (i % 2 ? n * stride : startsAt + 4 * n)));
   const transpose = (W) => {
     const f32 = heap.f32, perRow = stride / 4;
     for (let u = 0; u < units; u++) for (let k = 0, at = weightsAt / 4 + u; k < depth; k++, at += perRow) f32[at] = W[u * depth + k];
   };
   if (weights.value) transpose(weights.value);
-  let buffer = null, lists = null, result = null;
+  let buffer = null, floats, ints, result;
   const views = () => { // made again if the heap grew after this layer was prepared
     if (heap.memory.buffer !== buffer) {
       buffer = heap.memory.buffer;
-      lists = [new Float32Array(buffer, valuesAt, rows * depth), new Int32Array(buffer, offsetsAt, rows * depth), new Int32Array(buffer, countsAt, rows)];
-      result = [new Float32Array(buffer), sumsAt / 4, stride / 4];
+      [floats, ints] = [new Float32Array(buffer), new Int32Array(buffer)];
+      result = [floats, sumsAt / 4, stride / 4];
     }
   };
   return {
-    stride, finished: true,
-    lists: () => { views(); return lists; },
+    finished: true,
+    list: (X, start) => { views(); listPixels(X, start, pixels, channels, stride, floats, ints, listAt / 4, ints, startsAt / 4, 4); },
     weightsFrom: weights.value ? () => {} : transpose,
-    sum: (count) => {
-      heap.dot(count, countsAt, valuesAt, offsetsAt, weightsAt, blocks, sumsAt, biasAt, low, high);
+    sum: (count, Y, at) => {
       views();
-      return result;
+      const direct = Y.buffer === buffer && stride === 4 * units;
+      heap.dot(count, tapsAt, tapBytes, weightsAt, blocks, direct ? Y.byteOffset + 4 * at : sumsAt, biasAt, low, high);
+      return direct ? null : result;
     },
   };
 }
@@ -635,34 +641,43 @@ function simdProduct(node, weights, units, depth, rows, bias) {
 // The `finish` of a layer whose sums are its outputs already.
 const copyRow = (units) => (sums, from, _bias, Y, at) => { for (let u = 0; u < units; u++) Y[at + u] = sums[from + u]; };
 
-// Lists the nonzero values of X[start..start + depth) and their weight-row offsets from list position
-// `at`; returns the position after them.
-function listNonzero(X, start, depth, stride, values, offsets, at) {
-  for (let k = 0; k < depth; k++) { // without a branch: zeros are overwritten by the next value
-    const v = X[start + k];
-    values[at] = v;
-    offsets[at] = k * stride;
-    at += v !== 0 ? 1 : 0;
+// Lists the nonzero values of `pixels` pixels of `channels` values, X[start..], as pairs from word `at` of
+// `floats` (the value) and `ints` (its weight row times `stride`), two views of one buffer; pixel p's first
+// pair goes in starts[first + p], pixel `pixels` (the empty one) and the end after them; `scale` 4 gives
+// byte addresses.
+function listPixels(X, start, pixels, channels, stride, floats, ints, at, starts, first, scale = 1) {
+  for (let p = 0; p < pixels; p++) {
+    starts[first + p] = at * scale;
+    for (let c = 0; c < channels; c++) { // without a branch: zeros are overwritten by the next value
+      const v = X[start++];
+      floats[at] = v;
+      ints[at + 1] = c * stride;
+      at += v !== 0 ? 2 : 0;
+    }
   }
-  return at;
+  starts[first + pixels] = starts[first + pixels + 1] = at * scale;
 }
 
-// sums[at + u] for u < units from the listed values first..last.
-function dotRows(sums, at, units, first, last, values, offsets, W) {
+// sums[at + u] for u < units from the listed values of taps first..last (pairs [pixel, weight offset]).
+function dotRows(sums, at, units, taps, first, last, starts, floats, ints, W) {
   let u = 0;
   for (; u + 8 <= units; u += 8) {
     let a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-    for (let i = first; i < last; i++) {
-      const v = values[i], w = offsets[i] + u;
-      a0 += v * W[w]; a1 += v * W[w + 1]; a2 += v * W[w + 2]; a3 += v * W[w + 3];
-      a4 += v * W[w + 4]; a5 += v * W[w + 5]; a6 += v * W[w + 6]; a7 += v * W[w + 7];
+    for (let t = first; t < last; t += 2) {
+      for (let i = starts[taps[t]], end = starts[taps[t] + 1], o = taps[t + 1] + u; i < end; i += 2) {
+        const v = floats[i], w = ints[i + 1] + o;
+        a0 += v * W[w]; a1 += v * W[w + 1]; a2 += v * W[w + 2]; a3 += v * W[w + 3];
+        a4 += v * W[w + 4]; a5 += v * W[w + 5]; a6 += v * W[w + 6]; a7 += v * W[w + 7];
+      }
     }
     sums[at + u] = a0; sums[at + u + 1] = a1; sums[at + u + 2] = a2; sums[at + u + 3] = a3;
     sums[at + u + 4] = a4; sums[at + u + 5] = a5; sums[at + u + 6] = a6; sums[at + u + 7] = a7;
   }
   for (; u < units; u++) {
     let a = 0;
-    for (let i = first; i < last; i++) a += values[i] * W[offsets[i] + u];
+    for (let t = first; t < last; t += 2) {
+      for (let i = starts[taps[t]], end = starts[taps[t] + 1], o = taps[t + 1] + u; i < end; i += 2) a += floats[i] * W[ints[i + 1] + o];
+    }
     sums[at + u] = a;
   }
 }
@@ -729,16 +744,16 @@ function fullyConnected(node) {
     shape = [...x.shape.slice(0, -1), units];
   }
   const layer = weightedLayer(node, x, weights, units, depth), { source } = layer;
-  const dot = innerProduct(node, weights, units, depth, 1, layer.mode === "float32"); // a row at a time: hybrid rows have their own scale
+  // a row at a time (hybrid rows have their own scale), as one pixel of `depth` channels
+  const dot = innerProduct(node, weights, units, depth, 1, layer.mode === "float32", 1, depth, new Int32Array(2));
   const finish = dot.finished ? copyRow(units) : layer.finish;
   const run = (ins, outs) => {
     dot.weightsFrom(ins[1]);
-    const [values, offsets, counts] = dot.lists();
     for (let r = 0; r < rows; r++) {
       const X = source(ins[0], r * depth, depth);
-      counts[0] = listNonzero(X, X === ins[0] ? r * depth : 0, depth, dot.stride, values, offsets, 0);
-      const [sums, at] = dot.sum(1);
-      finish(sums, at, ins[2], outs[0], r * units);
+      dot.list(X, X === ins[0] ? r * depth : 0);
+      const result = dot.sum(1, outs[0], r * units);
+      if (result) finish(result[0], result[1], ins[2], outs[0], r * units);
     }
   };
   return { outputs: [[shape, layer.mode === "int8" ? "int8" : "float32"]], run: withTanh(o.activation, run) };
@@ -807,8 +822,9 @@ function geometry(node, x, kernelH, kernelW, dilationH = 1, dilationW = 1) {
   return { batch, height, width, channels, outH, outW, top, left, kernelH, kernelW, dilationH, dilationW, strideH: o.strideH, strideW: o.strideW };
 }
 
-// CONV_2D: for each output pixel the nonzero values of its input patch [kh, kw, cin] are listed (pixels
-// outside the image are zeros, and skipped) and multiplied with the filters transposed to [kh * kw * cin, out].
+// CONV_2D: each image's nonzero values are listed once, pixel by pixel; an output pixel's taps name the
+// input pixel under each [ky, kx] (the empty pixel outside the image) and that tap's rows of the filters,
+// transposed to [kh * kw * cin, out].
 function conv2d(node) {
   node.arity(2, 3);
   const x = node.input(0), filters = node.input(1), o = node.options;
@@ -816,42 +832,30 @@ function conv2d(node) {
   const [channelsOut, kernelH, kernelW, channelsIn] = filters.shape;
   node.check(x.shape.length === 4 && x.shape[3] === channelsIn && channelsIn > 0, `input ${show(x.shape)} does not have ${channelsIn} channels`);
   const g = geometry(node, x, kernelH, kernelW, o.dilationH, o.dilationW);
-  const depth = kernelH * kernelW * channelsIn, imageSize = g.height * g.width * channelsIn;
+  const depth = kernelH * kernelW * channelsIn, inputPixels = g.height * g.width, imageSize = inputPixels * channelsIn;
   // hybrid convolutions quantize each batch image as a whole; float and int8 ones one pixel at a time
   const layer = weightedLayer(node, x, filters, channelsOut, imageSize), { source } = layer;
-  const pixels = g.outH * g.outW, dot = innerProduct(node, filters, channelsOut, depth, pixels, layer.mode === "float32");
-  const finish = dot.finished ? copyRow(channelsOut) : layer.finish;
-  const stride = dot.stride;
-  const run = (ins, outs) => {
-    dot.weightsFrom(ins[1]);
-    const [values, offsets, counts] = dot.lists();
-    for (let b = 0; b < g.batch; b++) {
-      const image = source(ins[0], b * imageSize, imageSize), base = image === ins[0] ? b * imageSize : 0;
-      let listed = 0;
-      for (let oy = 0, pixel = 0; oy < g.outH; oy++) {
-        for (let ox = 0; ox < g.outW; ox++, pixel++) {
-          const first = listed;
-          for (let ky = 0; ky < kernelH; ky++) {
-            const iy = oy * g.strideH - g.top + ky * g.dilationH;
-            if (iy < 0 || iy >= g.height) continue;
-            for (let kx = 0; kx < kernelW; kx++) {
-              const ix = ox * g.strideW - g.left + kx * g.dilationW;
-              if (ix < 0 || ix >= g.width) continue;
-              const from = base + (iy * g.width + ix) * channelsIn, row = (ky * kernelW + kx) * channelsIn;
-              for (let c = 0; c < channelsIn; c++) { // without a branch: zeros are overwritten by the next value
-                const v = image[from + c];
-                values[listed] = v;
-                offsets[listed] = (row + c) * stride;
-                listed += v !== 0 ? 1 : 0;
-              }
-            }
-          }
-          counts[pixel] = listed - first;
+  const pixels = g.outH * g.outW, taps = node.scratch(Int32Array, 2 * pixels * kernelH * kernelW);
+  for (let oy = 0, t = 0; oy < g.outH; oy++) {
+    for (let ox = 0; ox < g.outW; ox++) {
+      for (let ky = 0; ky < kernelH; ky++) {
+        for (let kx = 0; kx < kernelW; kx++, t += 2) {
+          const iy = oy * g.strideH - g.top + ky * g.dilationH, ix = ox * g.strideW - g.left + kx * g.dilationW;
+          taps[t] = iy < 0 || iy >= g.height || ix < 0 || ix >= g.width ? inputPixels : iy * g.width + ix;
+          taps[t + 1] = (ky * kernelW + kx) * channelsIn;
         }
       }
-      const [sums, at, perRow] = dot.sum(pixels), image0 = b * pixels * channelsOut;
-      if (dot.finished && perRow === channelsOut) outs[0].set(sums.subarray(at, at + pixels * channelsOut), image0);
-      else for (let pixel = 0; pixel < pixels; pixel++) finish(sums, at + pixel * perRow, ins[2], outs[0], image0 + pixel * channelsOut);
+    }
+  }
+  const dot = innerProduct(node, filters, channelsOut, depth, pixels, layer.mode === "float32", inputPixels, channelsIn, taps);
+  const finish = dot.finished ? copyRow(channelsOut) : layer.finish;
+  const run = (ins, outs) => {
+    dot.weightsFrom(ins[1]);
+    for (let b = 0; b < g.batch; b++) {
+      const image = source(ins[0], b * imageSize, imageSize);
+      dot.list(image, image === ins[0] ? b * imageSize : 0);
+      const image0 = b * pixels * channelsOut, result = dot.sum(pixels, outs[0], image0);
+      if (result) for (let pixel = 0; pixel < pixels; pixel++) finish(result[0], result[1] + pixel * result[2], ins[2], outs[0], image0 + pixel * channelsOut);
     }
   };
   return { outputs: [[[g.batch, g.outH, g.outW, channelsOut], layer.mode === "int8" ? "int8" : "float32"]], run: withTanh(o.activation, run) };
@@ -908,7 +912,25 @@ function pool(isMax) {
     const g = geometry(node, x, o.filterH, o.filterW);
     const int8 = x.dtype === "int8";
     const [low, high] = int8 ? quantizedRange(node, o.activation, node.output()) : floatRange(node, o.activation);
-    const { batch, height, width, channels, outH, outW, strideH, strideW, top, left } = g;
+    const { batch, height, width, channels, outH, outW, strideH, strideW, top, left } = g, window = o.filterH * o.filterW;
+    if (isMax && !int8 && !x.value && node.heap && channels % 4 === 0 && window <= 64) { // f32x4 over each window, in WebAssembly
+      const heap = node.heap, entries = batch * outH * outW * window, tableAt = heap.reserve(4 * entries), table = new Int32Array(heap.memory.buffer, tableAt, entries);
+      for (let b = 0, t = 0; b < batch; b++) {
+        for (let oy = 0; oy < outH; oy++) {
+          for (let ox = 0; ox < outW; ox++, t += window) {
+            const y0 = Math.max(0, oy * strideH - top), x0 = Math.max(0, ox * strideW - left);
+            for (let ky = 0; ky < o.filterH; ky++) {
+              for (let kx = 0; kx < o.filterW; kx++) { // a pixel outside the image repeats the window's first
+                const iy = oy * strideH - top + ky, ix = ox * strideW - left + kx, inside = iy >= 0 && iy < height && ix >= 0 && ix < width;
+                table[t + ky * o.filterW + kx] = 4 * channels * ((b * height + (inside ? iy : y0)) * width + (inside ? ix : x0));
+              }
+            }
+          }
+        }
+      }
+      const run = (ins, outs) => heap.max(tableAt, tableAt + 4 * entries, 4 * window, ins[0].byteOffset, outs[0].byteOffset, 4 * channels, low, high);
+      return { outputs: [[[g.batch, g.outH, g.outW, channels], x.dtype]], run: withTanh(o.activation, run) };
+    }
     const sums = node.scratch(Float64Array, channels);
     const average = int8 // the reference integer kernel rounds half away from zero
       ? (sum, count) => (sum > 0 ? Math.trunc((sum + (count >> 1)) / count) : Math.trunc((sum - (count >> 1)) / count))
@@ -1620,53 +1642,76 @@ const KERNELS = {
 // ---------------------------------------------------------------------------------------------------
 // WebAssembly SIMD for the float32 inner product: one function, written out below instruction by
 // instruction. In the text format it is
-//   (func (export "dot") (param $rows $counts $values $offsets $weights $blocks $out $bias i32) (param $low $high f32)
-//     for each of $rows rows, whose $counts[r] listed values follow the previous row's: for each of
-//     $blocks blocks of 32 units: a0..a7 = the bias (f32x4 at $bias + 128 block + 16 j); for each listed
-//     value v (f32 at $values) with weight-row offset o (i32 at $offsets): a_j += splat(v) * (v128 at
-//     $weights + 128 block + o + 16 j); a0..a7 clamped to [$low, $high] are stored at $out, which moves
-//     on by 128 bytes)
+//   (func (export "dot") (param $rows $taps $tapBytes $weights $blocks $out $bias i32) (param $low $high f32)
+//     for each of $rows rows, whose taps ($tapBytes bytes) follow the previous row's: for each of $blocks
+//     blocks of 32 units: a0..a7 = the bias (f32x4 at $bias + 128 block + 16 j); for each tap (i32 s, i32 o)
+//     at $taps, for each listed pair (f32 v, i32 k) from (i32 at s) to (i32 at s + 4): a_j += splat(v) *
+//     (v128 at $weights + 128 block + o + k + 16 j); a0..a7 clamped to [$low, $high] are stored at $out,
+//     which moves on by 128 bytes)
 // and it reads the memory "m"."m".
 
 const leb = (n) => (n < 128 ? [n] : [(n & 127) | 128, ...leb(n >> 7)]); // (the i32 constants here are small and positive)
 
 function dotModule() {
   const get = (i) => [0x20, i], set = (i) => [0x21, i], constant = (n) => [0x41, ...leb(n)], simd = (op, ...memarg) => [0xfd, ...leb(op), ...memarg];
-  const [rows, counts, values, offsets, weights, blocks, out, bias, low, high] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const [i, end, w, start, block, blockWeights, blockBias, v, lows, highs] = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19];
-  const sums = [20, 21, 22, 23, 24, 25, 26, 27];
+  const load = (offset = 0) => [0x28, 2, offset]; // i32.load
+  const [rows, taps, tapBytes, weights, blocks, out, bias, low, high] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const [i, end, o, t, tapsEnd, block, blockWeights, blockBias, w, v, lows, highs] = [9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
+  const sums = [21, 22, 23, 24, 25, 26, 27, 28];
   const add = 0x6a, loop = [0x02, 0x40, 0x03, 0x40], exitIf = [0x0d, 1], repeat = [0x0c, 0, 0x0b, 0x0b]; // block+loop ... br 0, end, end
   const step = (local, n) => [...get(local), ...constant(n), add, ...set(local)];
   const body = [
-    2, 7, 0x7f, 11, 0x7b, // locals: i, end, w, start, block, blockWeights, blockBias (i32); v, lows, highs, a0..a7 (v128)
+    2, 9, 0x7f, 11, 0x7b, // locals: i, end, o, t, tapsEnd, block, blockWeights, blockBias, w (i32); v, lows, highs, a0..a7 (v128)
     ...get(low), ...simd(19), ...set(lows), ...get(high), ...simd(19), ...set(highs),
     ...loop, ...get(rows), 0x45, ...exitIf, // for each row:
-    ...get(start), ...get(counts), 0x28, 2, 0, ...constant(2), 0x74, add, ...set(end), ...step(counts, 4), // end = start + 4 counts[r]
+    ...get(taps), ...get(tapBytes), add, ...set(tapsEnd),
     ...get(blocks), ...set(block), ...get(weights), ...set(blockWeights), ...get(bias), ...set(blockBias),
     ...loop, ...get(block), 0x45, ...exitIf, // for each block of 32 units:
     ...sums.flatMap((a, j) => [...get(blockBias), ...simd(0, 4, ...leb(16 * j)), ...set(a)]), // a_j = bias
-    ...get(start), ...set(i),
-    ...loop, ...get(i), ...get(end), 0x4f, ...exitIf, // for each listed value:
-    ...get(values), ...get(i), add, 0x2a, 2, 0, ...simd(19), ...set(v), // v = f32x4.splat(f32 values[i])
-    ...get(blockWeights), ...get(offsets), ...get(i), add, 0x28, 2, 0, add, ...set(w), // w = blockWeights + i32 offsets[i]
+    ...get(taps), ...set(t),
+    ...loop, ...get(t), ...get(tapsEnd), 0x4f, ...exitIf, // for each tap:
+    ...get(t), ...load(), ...set(w), ...get(w), ...load(), ...set(i), ...get(w), ...load(4), ...set(end), // i, end = the pixel's pairs
+    ...get(blockWeights), ...get(t), ...load(4), add, ...set(o), // o = blockWeights + the tap's weight offset
+    ...loop, ...get(i), ...get(end), 0x4f, ...exitIf, // for each listed pair:
+    ...get(i), 0x2a, 2, 0, ...simd(19), ...set(v), // v = f32x4.splat(value)
+    ...get(o), ...get(i), ...load(4), add, ...set(w), // w = o + weight row offset
     ...sums.flatMap((a, j) => [...get(a), ...get(v), ...get(w), ...simd(0, 4, ...leb(16 * j)), ...simd(230), ...simd(228), ...set(a)]),
-    ...step(i, 4), ...repeat,
+    ...step(i, 8), ...repeat,
+    ...step(t, 8), ...repeat,
     ...sums.flatMap((a, j) => [...get(out), ...get(a), ...get(lows), ...simd(233), ...get(highs), ...simd(232), ...simd(11, 4, ...leb(16 * j))]), // store min(max(a, low), high)
     ...step(out, 128), ...step(blockWeights, 128), ...step(blockBias, 128), ...get(block), ...constant(1), 0x6b, ...set(block), ...repeat,
-    ...get(end), ...set(start), ...get(rows), ...constant(1), 0x6b, ...set(rows), ...repeat, 0x0b,
+    ...get(tapsEnd), ...set(taps), ...get(rows), ...constant(1), 0x6b, ...set(rows), ...repeat, 0x0b,
+  ];
+  // (func (export "max") (param $table $tableEnd $windowBytes $x $y $channelBytes i32) (param $low $high f32)
+  //   for each output pixel's window (i32 offsets from $x, $windowBytes of them) from $table: for each 4
+  //   channels, the f32x4 maximum over the window clamped to [$low, $high] is stored at $y, which moves on)
+  const [table, tableEnd, windowBytes, x, y, channelBytes, , , k, windowEnd, c, maximum] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const windowAt = (at) => [...get(x), ...get(at), ...load(), add, ...get(c), add, ...simd(0, 4, 0)]; // v128 at x + i32 at `at` + c
+  const pool = [
+    2, 3, 0x7f, 3, 0x7b, // locals: k, windowEnd, c (i32); maximum, lows, highs (v128)
+    ...get(6), ...simd(19), ...set(12), ...get(7), ...simd(19), ...set(13),
+    ...loop, ...get(table), ...get(tableEnd), 0x4f, ...exitIf, // for each output pixel:
+    ...get(table), ...get(windowBytes), add, ...set(windowEnd), ...constant(0), ...set(c),
+    ...loop, ...get(c), ...get(channelBytes), 0x4f, ...exitIf, // for each 4 channels:
+    ...windowAt(table), ...set(maximum), ...get(table), ...constant(4), add, ...set(k),
+    ...loop, ...get(k), ...get(windowEnd), 0x4f, ...exitIf, ...get(maximum), ...windowAt(k), ...simd(233), ...set(maximum), ...step(k, 4), ...repeat,
+    ...get(y), ...get(maximum), ...get(12), ...simd(233), ...get(13), ...simd(232), ...simd(11, 4, 0), ...step(y, 16), ...step(c, 16), ...repeat,
+    ...get(windowEnd), ...set(table), ...repeat, 0x0b,
   ];
   const section = (id, ...content) => [id, ...leb(content.length), ...content];
   return new Uint8Array([
     0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-    ...section(1, 1, 0x60, 10, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0), // type: (i32 x 8, f32 x 2) -> ()
+    ...section(1, 2, 0x60, 9, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0, // types: (i32 x 7, f32 x 2) -> ()
+      0x60, 8, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0), // and (i32 x 6, f32 x 2) -> ()
     ...section(2, 1, 1, 0x6d, 1, 0x6d, 2, 0, 0), // import memory "m"."m"
-    ...section(3, 1, 0), // function 0 has type 0
-    ...section(7, 1, 3, 0x64, 0x6f, 0x74, 0, 0), // export "dot"
-    ...section(10, 1, ...leb(body.length), ...body),
+    ...section(3, 2, 0, 1), // functions 0 and 1 have types 0 and 1
+    ...section(7, 2, 3, 0x64, 0x6f, 0x74, 0, 0, 3, 0x6d, 0x61, 0x78, 0, 1), // export "dot" and "max"
+    ...section(10, 2, ...leb(body.length), ...body, ...leb(pool.length), ...pool),
   ]);
 }
 
-// The compiled module, or null where WebAssembly SIMD is missing (then float32 layers run in `dotRows`).
+// The compiled module, or null where WebAssembly SIMD is missing (then float32 layers run in `dotRows`
+// and max pools in JS).
 let dotCompiled;
 function dotKernel() {
   if (dotCompiled === undefined) {
@@ -1676,12 +1721,13 @@ function dotKernel() {
   return dotCompiled;
 }
 
-// The WebAssembly memory of one plan: `reserve(bytes)` gives a 16-byte aligned offset, growing it while
-// operators are prepared (never during a run); `f32` views all of it.
+// The WebAssembly memory of one plan and its functions `dot` and `max`: `reserve(bytes)` gives a 16-byte
+// aligned offset, growing it while operators are prepared and for the arena (never during a run); `f32`
+// views all of it.
 class Heap {
   constructor(module, account) {
     this.memory = new WebAssembly.Memory({ initial: 16 });
-    this.dot = new WebAssembly.Instance(module, { m: { m: this.memory } }).exports.dot;
+    ({ dot: this.dot, max: this.max } = new WebAssembly.Instance(module, { m: { m: this.memory } }).exports);
     this.used = 0;
     this.account = account;
     this.f32 = new Float32Array(this.memory.buffer);
@@ -1770,10 +1816,10 @@ function plan(spec, inputShapes, memoryLimit, simd) {
   const order = [...lifetimes.keys()].sort((a, b) => a - b);
   const requests = order.map((i) => ({ size: product(infos[i].shape) * ARRAY_OF[infos[i].dtype].BYTES_PER_ELEMENT, first: lifetimes.get(i)[0], last: lifetimes.get(i)[1] }));
   const [offsets, total] = planArena(requests);
-  reserve(total);
-  const arena = new ArrayBuffer(total);
+  // with a heap the arena is its last part (it never grows after), so WebAssembly kernels read and write tensors in place
+  const base = heap ? heap.reserve(total) : (reserve(total), 0), arena = heap ? heap.memory.buffer : new ArrayBuffer(total);
   const arrays = infos.map((t) => t && t.value);
-  order.forEach((i, k) => { arrays[i] = new ARRAY_OF[infos[i].dtype](arena, offsets[k], product(infos[i].shape)); });
+  order.forEach((i, k) => { arrays[i] = new ARRAY_OF[infos[i].dtype](arena, base + offsets[k], product(infos[i].shape)); });
   const steps = pending.map(([op, run]) => [op, run, op.inputs.map((i) => (i < 0 ? null : arrays[i])), op.outputs.map((i) => arrays[i])]);
   return { infos, arrays, steps, arenaBytes: total };
 }

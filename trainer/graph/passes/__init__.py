@@ -48,12 +48,15 @@ def optimize(graph: Graph, passes=DEFAULT_PASSES, for_inference: bool = True) ->
     """Runs ``passes`` in order, verifying the graph after each; returns the new graph and the reports.
 
     ``for_inference=False`` skips the passes marked inference-only (batch-norm folding, which turns
-    variables into constants), so the result still trains its variables.
+    variables into constants), so the result still trains its variables; ``for_inference=True``
+    skips the training-only ones (shared patches, pooling gradients), which only touch gradients.
     """
     graph.check()
     reports = []
     for graph_pass in passes:
         if getattr(graph_pass, "inference_only", False) and not for_inference:
+            continue
+        if getattr(graph_pass, "training_only", False) and for_inference:
             continue
         graph, report = graph_pass(graph)
         try:

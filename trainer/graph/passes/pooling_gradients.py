@@ -21,10 +21,12 @@ from trainer.graph.passes.rewrite import (
     remove_unused,
     replace_uses,
     sole_consumer,
+    training_only,
 )
 from trainer.ops import conv_ops, nn_ops, pool_grad_ops
 
 
+@training_only
 def mask_before_unpooling(graph: Graph) -> tuple[Graph, PassReport]:
     """Rewrites ``max_pool2d_grad(y, g)`` into ``max_pool2d_grad_from_output(y, p, g)`` and
     ``relu_grad(max_pool2d_grad(y, g), y)`` into ``max_pool2d_grad_from_output(y, p, relu_grad(g, p))``

@@ -182,3 +182,11 @@ def inference_only(graph_pass):
     ``optimize(..., for_inference=False)`` skips it."""
     graph_pass.inference_only = True
     return graph_pass
+
+
+def training_only(graph_pass):
+    """Marks a pass that only rewrites gradient ops into training-only ones (which no exporter
+    lowers); ``optimize(..., for_inference=True)`` skips it, so an export that meets a gradient op
+    names the op the user's code made."""
+    graph_pass.training_only = True
+    return graph_pass

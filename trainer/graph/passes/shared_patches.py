@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from trainer.graph.ir import Graph, Node, Value
-from trainer.graph.passes.rewrite import PassReport, copy_graph, describe, new_node, plural, remove_unused, replace_uses
+from trainer.graph.passes.rewrite import (
+    PassReport,
+    copy_graph,
+    describe,
+    new_node,
+    plural,
+    remove_unused,
+    replace_uses,
+    training_only,
+)
 from trainer.ops import array_ops, conv_ops, fused_ops, math_ops, patch_ops
 
 _WINDOW = ("strides", "padding", "dilations")
 _FORWARD = (conv_ops.conv2d_op, fused_ops.fused_conv2d_op)
 
 
+@training_only
 def share_patches(graph: Graph) -> tuple[Graph, PassReport]:
     """Rewrites a convolution ``conv2d``/``fused_conv2d(x, filters, [bias])`` and the
     ``conv2d_backprop_filter(x, filters, grad)`` of the same ``x`` and window into one
