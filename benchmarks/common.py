@@ -76,7 +76,9 @@ def markdown_table(rows: list[Row], reference: str = "emberflow") -> str:
             if row.value is None:
                 lines.append(f"| {suite} | {case} | {metric} | {row.system} | — | {row.unit} | {row.note} |")
                 continue
-            ratio = "" if ours is None or row.system == reference or row.value == 0 else f"{ours / row.value:.2f}×"
+            # a ratio of two differences (accuracy points gained or lost) means nothing, so none is shown
+            no_ratio = ours is None or row.system == reference or row.value == 0 or row.unit == "points"
+            ratio = "" if no_ratio else f"{ours / row.value:.2f}×"
             value = f"{row.value:,.0f}" if abs(row.value) >= 100 else f"{row.value:.4g}"
             lines.append(f"| {suite} | {case} | {metric} | {row.system} | {value} | {row.unit} | {ratio} |")
     return "\n".join(lines)
