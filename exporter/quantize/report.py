@@ -106,7 +106,7 @@ class QuantizationReport:
         cap = max(finite, default=0.0) + 10  # exact layers drawn a little beyond the best finite one
         values = [layer.sqnr_db if math.isfinite(layer.sqnr_db) else cap for layer in self.layers]
         # One row per layer, first layer on top, names left of the bars where they stay horizontal.
-        figure, axes = plt.subplots(figsize=(9, 1.4 + 0.38 * len(self.layers)))
+        figure, axes = plt.subplots(figsize=(9, 1.8 + 0.38 * len(self.layers)))
         is_worst = [any(layer is w for w in worst) for layer in self.layers]
         axes.barh(range(len(values)), values, color=["tab:red" if bad else "tab:blue" for bad in is_worst])
         labels = [f"{number}  {layer.op}  {layer.tensor[-36:]}" for number, layer in enumerate(self.layers)]
@@ -120,7 +120,7 @@ class QuantizationReport:
         axes.set_xlabel("SQNR (dB): signal-to-quantization-noise ratio against the float file, higher is better")
         legend = [Patch(color="tab:red", label=f"worst: lowest SQNR, {WORST_BELOW_MEDIAN_DB:g}+ dB below the median"),
                   Patch(color="tab:blue", label="other layers")]  # fmt: skip
-        axes.legend(handles=legend, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
+        axes.legend(handles=legend, loc="upper left", bbox_to_anchor=(0.0, -0.16), ncol=2, fontsize=8, frameon=False)
         axes.set_title("Quantization error per layer", fontsize=10, loc="left")
         figure.tight_layout()
         image = io.BytesIO()
