@@ -611,10 +611,19 @@ function simdProduct(node, weights, units, depth, rows, bias, pixels, channels, 
   const weightsAt = heap.reserve(depth * stride), listAt = heap.reserve(8 * pixels * channels), startsAt = heap.reserve(4 * pixels + 8);
   const tapsAt = heap.reserve(4 * taps.length), tapBytes = 4 * taps.length / rows, sumsAt = heap.reserve(rows * stride), biasAt = heap.reserve(stride);
   if (bias) heap.f32.set(bias, biasAt / 4);
-  new Int32Array(heap.memory.buffer, tapsAt, taps.length).set(taps.map((n, i) => (i % 2 ? n * stride : startsAt + 4 * n)));
+  const tapWords = new Int32Array(heap.memory.buffer, tapsAt, taps.length);
+  for (let i = 0; i < taps.length; i += 2) {
+    tapWords[i] = startsAt + 4 * taps[i];
+    tapWords[i + 1] = taps[i + 1] * stride;
+  }
+  // transposed in WebAssembly (a JS loop over every weight is slow until the engine has optimized it):
+  // constant weights once, through spare memory; weights computed at run time each run, through their own
+  const sourceAt = weights.value ? -1 : heap.reserve(4 * units * depth);
   const transpose = (W) => {
-    const f32 = heap.f32, perRow = stride / 4;
-    for (let u = 0; u < units; u++) for (let k = 0, at = weightsAt / 4 + u; k < depth; k++, at += perRow) f32[at] = W[u * depth + k];
+    const at = sourceAt < 0 ? heap.spare(4 * W.length) : sourceAt;
+    heap.f32.set(W, at / 4);
+    heap.transpose(at, weightsAt, units, depth, stride);
+    if (sourceAt < 0) heap.f32.fill(0, at / 4, at / 4 + W.length);
   };
   if (weights.value) transpose(weights.value);
   let buffer = null, floats, ints, result;
@@ -836,12 +845,14 @@ function conv2d(node) {
   // hybrid convolutions quantize each batch image as a whole; float and int8 ones one pixel at a time
   const layer = weightedLayer(node, x, filters, channelsOut, imageSize), { source } = layer;
   const pixels = g.outH * g.outW, taps = node.scratch(Int32Array, 2 * pixels * kernelH * kernelW);
+  const { height, width, outW, strideH, strideW, top, left, dilationH, dilationW } = g; // locals: this runs once, interpreted, where a property read costs
   for (let oy = 0, t = 0; oy < g.outH; oy++) {
-    for (let ox = 0; ox < g.outW; ox++) {
+    for (let ox = 0; ox < outW; ox++) {
       for (let ky = 0; ky < kernelH; ky++) {
+        const iy = oy * strideH - top + ky * dilationH;
         for (let kx = 0; kx < kernelW; kx++, t += 2) {
-          const iy = oy * g.strideH - g.top + ky * g.dilationH, ix = ox * g.strideW - g.left + kx * g.dilationW;
-          taps[t] = iy < 0 || iy >= g.height || ix < 0 || ix >= g.width ? inputPixels : iy * g.width + ix;
+          const ix = ox * strideW - left + kx * dilationW;
+          taps[t] = iy < 0 || iy >= height || ix < 0 || ix >= width ? inputPixels : iy * width + ix;
           taps[t + 1] = (ky * kernelW + kx) * channelsIn;
         }
       }
@@ -1641,7 +1652,8 @@ const KERNELS = {
 
 // ---------------------------------------------------------------------------------------------------
 // WebAssembly SIMD for the float32 inner product: one function, written out below instruction by
-// instruction. In the text format it is
+// instruction (then max pooling, and the transposition of weights into the layout it reads). In the
+// text format it is
 //   (func (export "dot") (param $rows $taps $tapBytes $weights $blocks $out $bias i32) (param $low $high f32)
 //     for each of $rows rows, whose taps ($tapBytes bytes) follow the previous row's: for each of $blocks
 //     blocks of 32 units: a0..a7 = the bias (f32x4 at $bias + 128 block + 16 j); for each tap (i32 s, i32 o)
@@ -1653,61 +1665,74 @@ const KERNELS = {
 const leb = (n) => (n < 128 ? [n] : [(n & 127) | 128, ...leb(n >> 7)]); // (the i32 constants here are small and positive)
 
 function dotModule() {
-  const get = (i) => [0x20, i], set = (i) => [0x21, i], constant = (n) => [0x41, ...leb(n)], simd = (op, ...memarg) => [0xfd, ...leb(op), ...memarg];
+  // instructions are nested arrays of bytes, flattened once (spreading every one costs milliseconds at load)
+  const get = (i) => [0x20, i], set = (i) => [0x21, i], constant = (n) => [0x41, leb(n)], simd = (op, ...memarg) => [0xfd, leb(op), memarg];
   const load = (offset = 0) => [0x28, 2, offset]; // i32.load
   const [rows, taps, tapBytes, weights, blocks, out, bias, low, high] = [0, 1, 2, 3, 4, 5, 6, 7, 8];
   const [i, end, o, t, tapsEnd, block, blockWeights, blockBias, w, v, lows, highs] = [9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20];
   const sums = [21, 22, 23, 24, 25, 26, 27, 28];
   const add = 0x6a, loop = [0x02, 0x40, 0x03, 0x40], exitIf = [0x0d, 1], repeat = [0x0c, 0, 0x0b, 0x0b]; // block+loop ... br 0, end, end
-  const step = (local, n) => [...get(local), ...constant(n), add, ...set(local)];
+  const step = (local, n) => [get(local), constant(n), add, set(local)];
   const body = [
     2, 9, 0x7f, 11, 0x7b, // locals: i, end, o, t, tapsEnd, block, blockWeights, blockBias, w (i32); v, lows, highs, a0..a7 (v128)
-    ...get(low), ...simd(19), ...set(lows), ...get(high), ...simd(19), ...set(highs),
-    ...loop, ...get(rows), 0x45, ...exitIf, // for each row:
-    ...get(taps), ...get(tapBytes), add, ...set(tapsEnd),
-    ...get(blocks), ...set(block), ...get(weights), ...set(blockWeights), ...get(bias), ...set(blockBias),
-    ...loop, ...get(block), 0x45, ...exitIf, // for each block of 32 units:
-    ...sums.flatMap((a, j) => [...get(blockBias), ...simd(0, 4, ...leb(16 * j)), ...set(a)]), // a_j = bias
-    ...get(taps), ...set(t),
-    ...loop, ...get(t), ...get(tapsEnd), 0x4f, ...exitIf, // for each tap:
-    ...get(t), ...load(), ...set(w), ...get(w), ...load(), ...set(i), ...get(w), ...load(4), ...set(end), // i, end = the pixel's pairs
-    ...get(blockWeights), ...get(t), ...load(4), add, ...set(o), // o = blockWeights + the tap's weight offset
-    ...loop, ...get(i), ...get(end), 0x4f, ...exitIf, // for each listed pair:
-    ...get(i), 0x2a, 2, 0, ...simd(19), ...set(v), // v = f32x4.splat(value)
-    ...get(o), ...get(i), ...load(4), add, ...set(w), // w = o + weight row offset
-    ...sums.flatMap((a, j) => [...get(a), ...get(v), ...get(w), ...simd(0, 4, ...leb(16 * j)), ...simd(230), ...simd(228), ...set(a)]),
-    ...step(i, 8), ...repeat,
-    ...step(t, 8), ...repeat,
-    ...sums.flatMap((a, j) => [...get(out), ...get(a), ...get(lows), ...simd(233), ...get(highs), ...simd(232), ...simd(11, 4, ...leb(16 * j))]), // store min(max(a, low), high)
-    ...step(out, 128), ...step(blockWeights, 128), ...step(blockBias, 128), ...get(block), ...constant(1), 0x6b, ...set(block), ...repeat,
-    ...get(tapsEnd), ...set(taps), ...get(rows), ...constant(1), 0x6b, ...set(rows), ...repeat, 0x0b,
-  ];
+    get(low), simd(19), set(lows), get(high), simd(19), set(highs),
+    loop, get(rows), 0x45, exitIf, // for each row:
+    get(taps), get(tapBytes), add, set(tapsEnd),
+    get(blocks), set(block), get(weights), set(blockWeights), get(bias), set(blockBias),
+    loop, get(block), 0x45, exitIf, // for each block of 32 units:
+    sums.map((a, j) => [get(blockBias), simd(0, 4, leb(16 * j)), set(a)]), // a_j = bias
+    get(taps), set(t),
+    loop, get(t), get(tapsEnd), 0x4f, exitIf, // for each tap:
+    get(t), load(), set(w), get(w), load(), set(i), get(w), load(4), set(end), // i, end = the pixel's pairs
+    get(blockWeights), get(t), load(4), add, set(o), // o = blockWeights + the tap's weight offset
+    loop, get(i), get(end), 0x4f, exitIf, // for each listed pair:
+    get(i), 0x2a, 2, 0, simd(19), set(v), // v = f32x4.splat(value)
+    get(o), get(i), load(4), add, set(w), // w = o + weight row offset
+    sums.map((a, j) => [get(a), get(v), get(w), simd(0, 4, leb(16 * j)), simd(230), simd(228), set(a)]),
+    step(i, 8), repeat,
+    step(t, 8), repeat,
+    sums.map((a, j) => [get(out), get(a), get(lows), simd(233), get(highs), simd(232), simd(11, 4, leb(16 * j))]), // store min(max(a, low), high)
+    step(out, 128), step(blockWeights, 128), step(blockBias, 128), get(block), constant(1), 0x6b, set(block), repeat,
+    get(tapsEnd), set(taps), get(rows), constant(1), 0x6b, set(rows), repeat, 0x0b,
+  ].flat(9);
   // (func (export "max") (param $table $tableEnd $windowBytes $x $y $channelBytes i32) (param $low $high f32)
   //   for each output pixel's window (i32 offsets from $x, $windowBytes of them) from $table: for each 4
   //   channels, the f32x4 maximum over the window clamped to [$low, $high] is stored at $y, which moves on)
   const [table, tableEnd, windowBytes, x, y, channelBytes, , , k, windowEnd, c, maximum] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-  const windowAt = (at) => [...get(x), ...get(at), ...load(), add, ...get(c), add, ...simd(0, 4, 0)]; // v128 at x + i32 at `at` + c
+  const windowAt = (at) => [get(x), get(at), load(), add, get(c), add, simd(0, 4, 0)]; // v128 at x + i32 at `at` + c
   const pool = [
     2, 3, 0x7f, 3, 0x7b, // locals: k, windowEnd, c (i32); maximum, lows, highs (v128)
-    ...get(6), ...simd(19), ...set(12), ...get(7), ...simd(19), ...set(13),
-    ...loop, ...get(table), ...get(tableEnd), 0x4f, ...exitIf, // for each output pixel:
-    ...get(table), ...get(windowBytes), add, ...set(windowEnd), ...constant(0), ...set(c),
-    ...loop, ...get(c), ...get(channelBytes), 0x4f, ...exitIf, // for each 4 channels:
-    ...windowAt(table), ...set(maximum), ...get(table), ...constant(4), add, ...set(k),
-    ...loop, ...get(k), ...get(windowEnd), 0x4f, ...exitIf, ...get(maximum), ...windowAt(k), ...simd(233), ...set(maximum), ...step(k, 4), ...repeat,
-    ...get(y), ...get(maximum), ...get(12), ...simd(233), ...get(13), ...simd(232), ...simd(11, 4, 0), ...step(y, 16), ...step(c, 16), ...repeat,
-    ...get(windowEnd), ...set(table), ...repeat, 0x0b,
-  ];
-  const section = (id, ...content) => [id, ...leb(content.length), ...content];
+    get(6), simd(19), set(12), get(7), simd(19), set(13),
+    loop, get(table), get(tableEnd), 0x4f, exitIf, // for each output pixel:
+    get(table), get(windowBytes), add, set(windowEnd), constant(0), set(c),
+    loop, get(c), get(channelBytes), 0x4f, exitIf, // for each 4 channels:
+    windowAt(table), set(maximum), get(table), constant(4), add, set(k),
+    loop, get(k), get(windowEnd), 0x4f, exitIf, get(maximum), windowAt(k), simd(233), set(maximum), step(k, 4), repeat,
+    get(y), get(maximum), get(12), simd(233), get(13), simd(232), simd(11, 4, 0), step(y, 16), step(c, 16), repeat,
+    get(windowEnd), set(table), repeat, 0x0b,
+  ].flat(9);
+  // (func (export "transpose") (param $from $to $units $depth $rowBytes i32)
+  //   the f32 matrix [$units, $depth] at $from, transposed into rows of $rowBytes bytes at $to)
+  const [from, to, units, depth, rowBytes, left, at] = [0, 1, 2, 3, 4, 5, 6], count = (local) => [get(local), constant(1), 0x6b, set(local)];
+  const transpose = [
+    1, 2, 0x7f, // locals: left, at (i32)
+    loop, get(units), 0x45, exitIf, get(depth), set(left), get(to), set(at), // for each unit:
+    loop, get(left), 0x45, exitIf, get(at), get(from), 0x2a, 2, 0, 0x38, 2, 0, // for each of its weights: f32 at `at` = f32 at $from
+    step(from, 4), get(at), get(rowBytes), add, set(at), count(left), repeat,
+    step(to, 4), count(units), repeat, 0x0b,
+  ].flat(9);
+  const section = (id, ...content) => [id, leb(content.flat(9).length), content];
+  const name = (text) => [text.length, Array.from(text, (c) => c.charCodeAt(0))];
   return new Uint8Array([
     0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-    ...section(1, 2, 0x60, 9, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0, // types: (i32 x 7, f32 x 2) -> ()
-      0x60, 8, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0), // and (i32 x 6, f32 x 2) -> ()
-    ...section(2, 1, 1, 0x6d, 1, 0x6d, 2, 0, 0), // import memory "m"."m"
-    ...section(3, 2, 0, 1), // functions 0 and 1 have types 0 and 1
-    ...section(7, 2, 3, 0x64, 0x6f, 0x74, 0, 0, 3, 0x6d, 0x61, 0x78, 0, 1), // export "dot" and "max"
-    ...section(10, 2, ...leb(body.length), ...body, ...leb(pool.length), ...pool),
-  ]);
+    section(1, 3, 0x60, 9, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0, // types: (i32 x 7, f32 x 2) -> ()
+      0x60, 8, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7d, 0x7d, 0, // (i32 x 6, f32 x 2) -> ()
+      0x60, 5, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0), // and (i32 x 5) -> ()
+    section(2, 1, 1, 0x6d, 1, 0x6d, 2, 0, 0), // import memory "m"."m"
+    section(3, 3, 0, 1, 2), // functions 0, 1 and 2 have types 0, 1 and 2
+    section(7, 3, name("dot"), 0, 0, name("max"), 0, 1, name("transpose"), 0, 2),
+    section(10, 3, leb(body.length), body, leb(pool.length), pool, leb(transpose.length), transpose),
+  ].flat(9));
 }
 
 // The compiled module, or null where WebAssembly SIMD is missing (then float32 layers run in `dotRows`
@@ -1715,19 +1740,23 @@ function dotModule() {
 let dotCompiled;
 function dotKernel() {
   if (dotCompiled === undefined) {
-    const bytes = dotModule();
-    dotCompiled = typeof WebAssembly === "object" && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
+    try { // (compiling validates the module: no second pass through WebAssembly.validate)
+      dotCompiled = typeof WebAssembly === "object" ? new WebAssembly.Module(dotModule()) : null;
+    } catch (error) {
+      if (!(error instanceof WebAssembly.CompileError)) throw error;
+      dotCompiled = null;
+    }
   }
   return dotCompiled;
 }
 
-// The WebAssembly memory of one plan and its functions `dot` and `max`: `reserve(bytes)` gives a 16-byte
-// aligned offset, growing it while operators are prepared and for the arena (never during a run); `f32`
-// views all of it.
+// The WebAssembly memory of one plan and its functions `dot`, `max` and `transpose`: `reserve(bytes)`
+// gives a 16-byte aligned offset, growing it while operators are prepared and for the arena (never during
+// a run); `f32` views all of it.
 class Heap {
   constructor(module, account) {
     this.memory = new WebAssembly.Memory({ initial: 16 });
-    ({ dot: this.dot, max: this.max } = new WebAssembly.Instance(module, { m: { m: this.memory } }).exports);
+    ({ dot: this.dot, max: this.max, transpose: this.transpose } = new WebAssembly.Instance(module, { m: { m: this.memory } }).exports);
     this.used = 0;
     this.account = account;
     this.f32 = new Float32Array(this.memory.buffer);
@@ -1737,12 +1766,19 @@ class Heap {
     const at = this.used;
     this.used = Math.ceil((at + bytes) / 16) * 16;
     this.account(this.used - at);
-    const missing = Math.ceil(this.used / 65536) - this.memory.buffer.byteLength / 65536;
+    this.spare(0);
+    return at;
+  }
+
+  // The offset past the reserved part, with `bytes` of memory there: room for a moment, which the next
+  // `reserve` takes again (so whoever uses it leaves it zero, as fresh memory is).
+  spare(bytes) {
+    const missing = Math.ceil((this.used + bytes) / 65536) - this.memory.buffer.byteLength / 65536;
     if (missing > 0) {
       this.memory.grow(missing);
       this.f32 = new Float32Array(this.memory.buffer);
     }
-    return at;
+    return this.used;
   }
 }
 
