@@ -2,7 +2,7 @@
 
 The same MNIST MLP and CNN as the inference suite (lite file for us, ONNX for onnxruntime-web), served
 from 127.0.0.1, each measurement in a fresh browser context (nothing cached), the two runtimes taking
-turns (three pages each; rows give medians): per-inference latency at batch 1, cold start (import the
+turns (seven pages each; rows give medians): per-inference latency at batch 1, cold start (import the
 runtime while fetching the model, load it, first inference), and the download a page pays for the
 runtime plus the model, gzipped; and where the cold start goes (rows "cold start: ..."): importing the
 runtime and fetching the model (side by side, each from the start), loading the model once both are
@@ -37,7 +37,7 @@ OUR_FILES = ("emberflow-lite.js",)
 CHECK_TOLERANCE = 1e-4
 # Fresh pages per system and model, the systems taking turns (ours, theirs, ours, ...) so that a change of
 # load on a shared machine hits both; each row gives the median over a system's pages.
-ROUNDS = 3
+ROUNDS = 7
 
 
 def _gzipped_bytes(paths) -> int:

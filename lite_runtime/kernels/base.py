@@ -110,8 +110,14 @@ class Kernel:
 
 
 def bound_eval(bind: Callable) -> Callable:
-    """``eval`` for a kernel that has ``bind``: one code path for invoke, constant folding and tests."""
-    return lambda state, inputs, outputs: bind(state, inputs, outputs)()
+    """``eval`` for a kernel that has ``bind``: one code path for invoke, constant folding and tests. The
+    ``eval`` carries its ``bind``, so that ``by_tensor_type`` binds whichever kernel its ``prepare`` picked."""
+
+    def evaluate(state, inputs, outputs):
+        bind(state, inputs, outputs)()
+
+    evaluate.bind = bind
+    return evaluate
 
 
 QUANTIZED_TYPES = frozenset(np.dtype(t) for t in (np.int8, np.uint8, np.int16))
@@ -137,8 +143,9 @@ def by_tensor_type(float_kernel: Kernel | None, quantized_prepare: Callable) -> 
         state[0](state[1], inputs, outputs)
 
     def bind(state, inputs, outputs):  # the picked kernel's own call, without this entry's dispatch
-        if float_kernel is not None and float_kernel.bind is not None and state[0] is float_kernel.eval:
-            return float_kernel.bind(state[1], inputs, outputs)
+        picked = getattr(state[0], "bind", None)  # set on an eval made by ``bound_eval``
+        if picked is not None:
+            return picked(state[1], inputs, outputs)
         return functools.partial(state[0], state[1], inputs, outputs)
 
     return Kernel(prepare, evaluate, float_kernel is not None and float_kernel.shapes_only, bind)

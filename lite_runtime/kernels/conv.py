@@ -98,63 +98,78 @@ def _prepare_conv(node: Node):
         return _prepare_conv_computed_filters(node, x, filters, has_bias)
     # Constant filters and bias: the bias is the matrix's last row, against a column of ones in the patches,
     # so that the product adds it (one BLAS call instead of a product and a pass over the output).
-    out_h, out_w, (top, bottom), (left, right) = spatial(node, x, kernel_h, kernel_w)
+    out_h, out_w, _rows_padding, _columns_padding = spatial(node, x, kernel_h, kernel_w)
     batch = x.shape[0]
     rows, depth = batch * out_h * out_w, kernel_h * kernel_w * channels_in
     weights = filters.value.reshape(channels_out, depth).T
     matrix = np.ascontiguousarray(np.concatenate([weights, bias.value.reshape(1, channels_out)]) if has_bias else weights, np.float32)
     shape = (batch, out_h, out_w, channels_out)
     act = activation(node, node.option("fused_activation_function"), (rows, channels_out))
+    columns, gather = im2col(node, x, kernel_h, kernel_w, ones_column=has_bias)
+    return [(shape, FLOAT32)], ("im2col", (columns, gather, matrix, act, rows))
+
+
+def im2col(node: Node, x, kernel_h: int, kernel_w: int, dtype=np.float32, fill=0, ones_column: bool = False):
+    """``(columns, gather)``: the im2col scratch (rows, kh·kw·channels, and a column of ones with ``ones_column``)
+    and how ``im2col_call`` fills it from the input, picked by the window row's length: by index (np.take over a
+    flat copy of the input followed by ``fill`` for padding and 1 for the ones column) or by copying windows."""
+    out_h, out_w, (top, bottom), (left, right) = spatial(node, x, kernel_h, kernel_w)
+    channels_in = x.shape[3]
     if kernel_w * channels_in < _GATHER_BY_INDEX_BELOW:
-        # The index reads a flat copy of the input followed by 0 (for padding) and 1 (for the bias column).
+        rows, depth = x.shape[0] * out_h * out_w, kernel_h * kernel_w * channels_in
         size = int(np.prod(x.shape))
         positions = np.pad(np.arange(size).reshape(x.shape), ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=size)
         windows = window_view(positions, out_h, out_w, kernel_h, kernel_w, *_strides_and_dilations(node))
-        index = node.scratch((rows, depth + has_bias), np.intp, fill=size + 1)
+        index = node.scratch((rows, depth + ones_column), np.intp, fill=size + 1)
         index[:, :depth] = windows.transpose(0, 1, 2, 4, 5, 3).reshape(rows, depth)
-        source = node.scratch((size + 2,))
-        source[size + 1] = 1
-        columns = node.scratch((rows, depth + has_bias))
-        return [(shape, FLOAT32)], ("index", (source, index, columns, matrix, act, rows))
-    interior, gather, columns, _ = patches(node, x, kernel_h, kernel_w, ones_column=has_bias)
+        source = node.scratch((size + 2,), dtype)
+        source[size], source[size + 1] = fill, 1
+        return node.scratch((rows, depth + ones_column), dtype), ("index", (source, index))
+    interior, gather, columns, _ = patches(node, x, kernel_h, kernel_w, dtype, fill, ones_column)
     direct = top == bottom == left == right == 0  # the windows are views of the input itself: no padded copy
     geometry_args = (out_h, out_w, kernel_h, kernel_w, *_strides_and_dilations(node))
-    return [(shape, FLOAT32)], ("copy", (interior, gather, columns, matrix, act, rows, direct, geometry_args))
+    return columns, ("copy", (interior, gather, direct, geometry_args))
+
+
+def im2col_call(gather, columns, x):
+    """The zero-argument call that fills ``columns`` from the planned input ``x`` (None when there are no rows)."""
+    kind, plan = gather
+    if kind == "index":
+        source, index = plan
+        body, take = source[: x.size].reshape(x.shape), np.take
+
+        def by_index():
+            body[...] = x  # item assignment: np.copyto's copy without its dispatch (0.15 us a call)
+            take(source, index, 0, columns, "clip")  # "clip" skips the bounds check's buffered copy
+
+        return by_index
+    interior, gather_views, direct, geometry_args = plan
+    if gather_views is None:
+        return None
+    if direct and x.flags.c_contiguous:
+        target, source = gather_views[0], window_view(x, *geometry_args)
+
+        def by_view():
+            target[...] = source
+
+        return by_view
+    target, source = gather_views
+
+    def by_padded_view():
+        interior[...] = x
+        target[...] = source
+
+    return by_padded_view
 
 
 def _bind_conv(state, inputs, outputs):
     kind, plan = state
     if kind == "computed":
         return functools.partial(_eval_conv_computed_filters, plan, inputs, outputs)
-    x = inputs[0]
     dot = np.dot
-    if kind == "index":
-        source, index, columns, matrix, act, rows = plan
-        body, take = source[: x.size].reshape(x.shape), np.take
-        out = outputs[0].reshape(rows, matrix.shape[1])
-
-        def gather():
-            body[...] = x  # item assignment: np.copyto's copy without its dispatch (0.15 us a call)
-            take(source, index, 0, columns, "clip")  # "clip" skips the bounds check's buffered copy
-
-    else:
-        interior, gather_views, columns, matrix, act, rows, direct, geometry_args = plan
-        out = outputs[0].reshape(rows, matrix.shape[1])
-        if gather_views is None:
-            gather = None
-        elif direct and x.flags.c_contiguous:
-            target, source = gather_views[0], window_view(x, *geometry_args)
-
-            def gather():
-                target[...] = source
-
-        else:
-            target, source = gather_views
-
-            def gather():
-                interior[...] = x
-                target[...] = source
-
+    columns, gather, matrix, act, rows = plan
+    out = outputs[0].reshape(rows, matrix.shape[1])
+    gather = im2col_call(gather, columns, inputs[0])
     if gather is None:  # no output pixels
         return lambda: None
     if act is None:

@@ -11,7 +11,9 @@ integers, and LiteRT has two ways to round it (``tensorflow/lite/kernels/interna
 
 Arrays hold int32 values in int64 so that products never overflow; ``multiplier`` and ``shift``
 broadcast (per channel on the last axis). ``Rescale`` is the same single rounding prepared once and applied
-in place (``rescale_in_place``), the form kernels use in ``eval``.
+in place (``rescale_in_place``). Kernels that add an output zero point and clamp after it take it folded
+with them where the accumulators' bound allows: ``FloatRescale`` (float64, exact there) or ``FoldedRescale``
+(one int64 pass); the tests check both against the plain chain, ties included.
 """
 
 from __future__ import annotations
@@ -124,6 +126,79 @@ def rescale_in_place(x: np.ndarray, rescale: Rescale) -> None:
     np.multiply(x, rescale.multiplier, out=x)
     np.add(x, rescale.rounding, out=x)
     np.right_shift(x, rescale.right_shift, out=x)
+
+
+class FoldedRescale(NamedTuple):
+    """``Rescale``, the output zero point and the clamp to [low, high] as one int64 pass (``rescale_and_clamp``):
+    t = x·multiplier + offset, clamped to [low, high], shifted right by ``right_shift``.
+
+    offset = 2^(r−1) + zero_point·2^r, and the bounds are low·2^r and (high + 1)·2^r − 1 (r: the right shift):
+    adding a multiple of 2^r commutes with the flooring shift, and floor(t / 2^r) lies in [low, high] exactly
+    when t lies in those bounds, so the result is ``multiply_by_quantized_multiplier`` + zero point, clamped."""
+
+    multiplier: np.ndarray
+    offset: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    right_shift: np.ndarray
+
+
+def fold_rescale(rescale: Rescale, zero_point: int, low: int, high: int, bound: int) -> FoldedRescale | None:
+    """``rescale`` folded with its zero point and clamp, for int64 ``x`` with |x| <= ``bound``; None when some
+    intermediate could leave int64 (then the kernel rescales, adds and clamps in turn)."""
+    multiplier, _rounding, right = rescale
+    widest = int(np.max(right))
+    largest = int(bound) * int(np.max(np.abs(multiplier))) + (abs(zero_point) + 1) * 2**widest
+    if largest >= 2**62 or (max(abs(low), abs(high)) + 1) * 2**widest >= 2**62:
+        return None
+    power = np.left_shift(np.int64(1), right)
+    return FoldedRescale(multiplier, power // 2 + zero_point * power, low * power, (high + 1) * power - 1, right)
+
+
+def rescale_and_clamp(x: np.ndarray, folded: FoldedRescale) -> None:
+    """``FoldedRescale`` applied to the int64 array ``x``, in place."""
+    np.multiply(x, folded.multiplier, out=x)
+    np.add(x, folded.offset, out=x)
+    np.maximum(x, folded.low, out=x)
+    np.minimum(x, folded.high, out=x)
+    np.right_shift(x, folded.right_shift, out=x)
+
+
+class FloatRescale(NamedTuple):
+    """``FoldedRescale`` in float64, where it is exact (``float_rescale``), written as int8 codes shifted by 128:
+    v = x·scale + offset clamped to [low, high], with scale = multiplier·2^−r, offset = zero_point + ½ + 128 and
+    the clamp range plus 128. floor(v) is then ((x·multiplier + 2^(r−1)) >> r) + zero_point, clamped, plus 128:
+    a byte in [0, 255], which a cast to uint8 takes (truncation is floor at v >= 0) and flipping its top bit
+    turns into the int8 code."""
+
+    scale: np.ndarray
+    offset: float
+    low: float
+    high: float
+    top_bit: int = 0x80
+
+
+def float_rescale(rescale: Rescale, zero_point: int, low: int, high: int, bound: int) -> FloatRescale | None:
+    """``rescale`` with its zero point and clamp in float64 for integer-valued ``x`` with |x| <= ``bound``, or None
+    where float64 could round: x·multiplier needs |x|·multiplier < 2^53, and the sum with zero_point + ½ + 128, a
+    multiple of 2^−r, needs fewer than 2^53 of them (2^52 here, a margin)."""
+    multiplier, _rounding, right = rescale
+    widest = int(np.max(right))
+    if int(bound) * int(np.max(np.abs(multiplier))) + (abs(zero_point) + 129) * 2**widest >= 2**52:
+        return None
+    scale = np.asarray(multiplier, np.float64) * np.exp2(-np.asarray(right, np.float64))  # exact: times a power of two
+    return FloatRescale(scale, zero_point + 128.5, float(low + 128), float(high + 128))
+
+
+def float_rescale_into(out: np.ndarray, x: np.ndarray, folded: FloatRescale) -> None:
+    """``FloatRescale`` of the float64 array ``x`` (of integers, overwritten) into the int8 array ``out``."""
+    np.multiply(x, folded.scale, out=x)
+    np.add(x, folded.offset, out=x)
+    np.maximum(x, folded.low, out=x)
+    np.minimum(x, folded.high, out=x)
+    codes = out.view(np.uint8)
+    np.copyto(codes, x.reshape(out.shape), casting="unsafe")
+    np.bitwise_xor(codes, folded.top_bit, out=codes)
 
 
 def multiply_by_quantized_multiplier_twice_rounded(x, multiplier, shift):

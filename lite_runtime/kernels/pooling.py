@@ -97,7 +97,9 @@ def _eval_average(state, inputs, outputs):
         act(out)
 
 
+BIND_MAX_EVAL = bound_eval(_bind_max)  # int8 MAX_POOL_2D runs the same calls on int8 codes (``quantized``)
+
 KERNELS = {
-    Op.MAX_POOL_2D: Kernel(lambda node: _prepare(node, -np.inf), bound_eval(_bind_max), bind=_bind_max),
+    Op.MAX_POOL_2D: Kernel(lambda node: _prepare(node, -np.inf), BIND_MAX_EVAL, bind=_bind_max),
     Op.AVERAGE_POOL_2D: Kernel(lambda node: _prepare(node, 0.0), _eval_average),
 }

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from lite_runtime.kernels import array, fixed_point
-from lite_runtime.kernels.base import FLOAT32, Node, normalize_axis, window
+from lite_runtime.kernels import array, fixed_point, pooling
+from lite_runtime.kernels.base import FLOAT32, Node, bound_eval, normalize_axis, window
 from lite_runtime.kernels.quantized_linear import INT8, per_tensor
 from lite_runtime.schema import Activation
 from lite_runtime.schema import BuiltinOperator as Op
@@ -46,21 +46,30 @@ def prepare_quantize(node: Node):
     x = node.inputs[0]
     y_scale, y_zero_point = _int8_output(node)
     if x.dtype == FLOAT32:  # AffineQuantize: round(x / scale) + zero point, in float32
-        state = (y_scale, y_zero_point, node.scratch(x.shape), node.scratch(x.shape))
-        return [(x.shape, INT8)], (_eval_quantize_float, state)
+        constants = [node.tiled(value, x.shape, np.float32) for value in (y_scale, fixed_point.JUST_BELOW_HALF, y_zero_point, _LOW, _HIGH)]
+        return [(x.shape, INT8)], (bound_eval(_bind_quantize_float), (constants, node.scratch(x.shape), node.scratch(x.shape)))
     x_scale, x_zero_point = per_tensor(node, _int8_input(node), "input")
     rescale = fixed_point.quantize_multiplier(float(np.float64(x_scale) / np.float64(y_scale)))
     return _lookup(node, x, fixed_point.multiply_by_quantized_multiplier(_CODES - x_zero_point, *rescale) + y_zero_point)
 
 
-def _eval_quantize_float(state, inputs, outputs):
-    scale, zero_point, values, scratch = state
-    np.divide(inputs[0], scale, out=values)
-    fixed_point.round_half_away_in_place(values, scratch)
-    np.add(values, zero_point, out=values)
-    np.maximum(values, _LOW, out=values)
-    np.minimum(values, _HIGH, out=values)
-    np.copyto(outputs[0], values, casting="unsafe")
+def _bind_quantize_float(state, inputs, outputs):
+    """``fixed_point.round_half_away_in_place`` of x / scale, plus the zero point, clamped; constants full-sized."""
+    (scale, half, zero_point, low, high), values, signed_half = state
+    x, out = inputs[0], outputs[0]
+    divide, copysign, add, trunc, maximum, minimum = np.divide, np.copysign, np.add, np.trunc, np.maximum, np.minimum
+
+    def run():
+        divide(x, scale, out=values)
+        copysign(half, values, out=signed_half)
+        add(values, signed_half, out=values)
+        trunc(values, out=values)
+        add(values, zero_point, out=values)
+        maximum(values, low, out=values)
+        minimum(values, high, out=values)
+        out[...] = values  # item assignment casts as np.copyto(casting="unsafe"), without its dispatch
+
+    return run
 
 
 # -- ADD, SUB, MUL --------------------------------------------------------------------------------------------
@@ -221,31 +230,54 @@ def prepare_softmax(node: Node):
     table = np.exp(step * np.arange(256, dtype=np.float32)).astype(np.float32)  # table[d] = exp(-scale·β·d)
     reduced = (*x.shape[:-1], 1)
     sums = node.scratch(x.shape, np.float32)
-    state = (table, np.float32(y_scale), y_zero_point, node.scratch(reduced, INT8), node.scratch(x.shape, INT8),
-             node.scratch(x.shape, np.intp), node.scratch(x.shape, np.float32), sums, sums[..., -1:],
-             node.scratch(reduced, np.float32), node.scratch(x.shape, np.float32))  # fmt: skip
-    return [(x.shape, INT8)], (_eval_softmax, state)
+    # Every constant operand full-sized: a scalar costs a ufunc 1.5-3x (see Node.tiled); these are a few rows.
+    constants = [node.tiled(value, x.shape, np.float32) for value in (y_scale, fixed_point.JUST_BELOW_HALF, 1, 255, y_zero_point, _HIGH)]
+    state = (table, y_zero_point, node.scratch(reduced, INT8), node.scratch(x.shape, INT8), node.scratch(x.shape, np.intp),
+             node.scratch(x.shape, np.float32), sums, sums[..., -1:], node.scratch(x.shape, np.float32), constants,
+             node.tiled(0x80, x.shape, np.uint8))  # fmt: skip
+    return [(x.shape, INT8)], (bound_eval(_bind_softmax), state)
 
 
-def _eval_softmax(state, inputs, outputs):
-    table, y_scale, y_zero_point, maxima, differences, indices, exps, sums, total, inverse, spread = state
-    x = inputs[0]
-    np.maximum.reduce(x, -1, None, maxima, True)
-    np.copyto(differences, maxima)
-    np.subtract(differences, x, out=differences)  # max − x in [0, 255]: wraps in int8, and the table index wraps back
-    np.copyto(indices, differences)
-    np.take(table, indices, out=exps, mode="wrap")
-    np.add.accumulate(exps, -1, None, sums)  # a running float32 sum, in TFLite's order
-    np.copyto(inverse, total)
-    np.multiply(inverse, y_scale, out=inverse)
-    np.divide(np.float32(1), inverse, out=inverse)
-    np.copyto(spread, inverse)
-    np.multiply(exps, spread, out=exps)
-    np.add(exps, fixed_point.JUST_BELOW_HALF, out=exps)  # round_half_away_in_place, for values >= 0
-    np.trunc(exps, out=exps)
-    np.add(exps, y_zero_point, out=exps)
-    np.minimum(exps, _HIGH, out=exps)  # from y_zp = -128 up: never below
-    np.copyto(outputs[0], exps, casting="unsafe")
+def _bind_softmax(state, inputs, outputs):
+    table, y_zero_point, maxima, differences, indices, exps, sums, total, spread, constants, top = state
+    x, out = inputs[0], outputs[0]
+    scale, half, one, limit, zero_point, high = constants
+    reduce, subtract, take, accumulate = np.maximum.reduce, np.subtract, np.take, np.add.accumulate
+    multiply, divide, add, minimum, copy = np.multiply, np.divide, np.add, np.minimum, np.copyto
+
+    def exponentials():
+        reduce(x, -1, None, maxima, True)
+        differences[...] = maxima  # item assignment: np.copyto's copy without its dispatch
+        subtract(differences, x, out=differences)  # max − x in [0, 255]: wraps in int8, and the table index wraps back
+        indices[...] = differences
+        take(table, indices, out=exps, mode="wrap")
+        accumulate(exps, -1, None, sums)  # a running float32 sum, in TFLite's order
+        spread[...] = total
+        multiply(spread, scale, out=spread)
+        divide(one, spread, out=spread)
+        multiply(exps, spread, out=exps)
+        add(exps, half, out=exps)  # round_half_away_in_place, for values >= 0
+
+    if y_zero_point == _LOW:  # TFLite's int8 softmax output: code = min(trunc(e), 255) − 128, the top bit flipped
+        codes, xor = out.view(np.uint8), np.bitwise_xor
+
+        def run_codes():
+            exponentials()
+            minimum(exps, limit, out=exps)
+            copy(codes, exps, casting="unsafe")  # truncates: floor at e >= 0
+            xor(codes, top, out=codes)
+
+        return run_codes
+    trunc = np.trunc
+
+    def run():
+        exponentials()
+        trunc(exps, out=exps)
+        add(exps, zero_point, out=exps)
+        minimum(exps, high, out=exps)  # from y_zp >= -128 up: never below
+        copy(out, exps, casting="unsafe")
+
+    return run
 
 
 # -- pooling ----------------------------------------------------------------------------------------------
@@ -261,9 +293,24 @@ def _prepare_pool(node: Node, average: bool):
     node.check(0 < kernel_h * kernel_w <= 4096, f"pool window {kernel_h}x{kernel_w} is empty or over 4096 pixels")
     out_h, top, bottom = window(node, height, kernel_h, stride_h, 1, node.option("padding"))
     out_w, left, right = window(node, width, kernel_w, stride_w, 1, node.option("padding"))
+    shape = (batch, out_h, out_w, channels)
+    clamp = fixed_point.activation_range(node, node.option("fused_activation_function"), *y_params)
+    if not average and (kernel_h, kernel_w) == (stride_h, stride_w) and top == bottom == left == right == 0:
+        # Windows that tile the input: the float kernel's reduces and maximums, on the int8 codes themselves
+        # (the same quantization in and out, so the max of the codes is the code of the max).
+        rows = node.scratch((batch, out_h, width * channels), INT8) if kernel_h > 1 else None
+        column = node.scratch(shape, INT8) if kernel_w > 1 else None
+        act = None
+        if clamp != (_LOW, _HIGH):
+            low, high = (node.tiled(bound, shape, INT8) for bound in clamp)
+
+            def act(out):
+                np.maximum(out, low, out=out)
+                np.minimum(out, high, out=out)
+
+        return [(shape, INT8)], (pooling.BIND_MAX_EVAL, (None, None, None, act, (kernel_h, kernel_w, rows, column)))
     padded = node.scratch((batch, height + top + bottom, width + left + right, channels), np.int32, fill=0 if average else _LOW)
     interior = padded[:, top : top + height, left : left + width, :]
-    shape = (batch, out_h, out_w, channels)
 
     def windows(array):  # (kernel_h, kernel_w, *shape): every tap of every output pixel
         views = np.lib.stride_tricks.sliding_window_view(array, (kernel_h, kernel_w), axis=(1, 2))
@@ -272,7 +319,6 @@ def _prepare_pool(node: Node, average: bool):
     valid = np.zeros((1, *padded.shape[1:3], 1), np.int32)
     valid[:, top : top + height, left : left + width, :] = 1
     counts = windows(valid).sum(axis=(0, 1))
-    clamp = fixed_point.activation_range(node, node.option("fused_activation_function"), *y_params)
     taps = (windows(padded), node.scratch((kernel_h, kernel_w, *shape), np.int32))
     total, scratch = node.scratch(shape, np.int32), node.scratch(shape, np.int32)
     divide = (node.tiled(counts // 2, shape, np.int32), node.tiled(counts, shape, np.int32), scratch)

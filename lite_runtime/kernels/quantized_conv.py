@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lite_runtime.kernels.base import FLOAT32, Node
-from lite_runtime.kernels.conv import filter_windows, geometry, patches
-from lite_runtime.kernels.quantized_linear import (INT8, RowQuantizer, ScaleBack, accumulate, channel_scales,
+from lite_runtime.kernels.base import FLOAT32, Node, bound_eval
+from lite_runtime.kernels.conv import filter_windows, geometry, im2col, im2col_call, patches, spatial
+from lite_runtime.kernels.quantized_linear import (INT8, RowQuantizer, ScaleBack, accumulator_bound, channel_scales,
                                                    exact_dtype, folded_matrix, int32_bias, output_requantization,
-                                                   per_tensor, requantize_into)  # fmt: skip
+                                                   per_tensor, requantize_into, requantizer)  # fmt: skip
 from lite_runtime.schema import BuiltinOperator as Op
 
 
@@ -59,31 +59,53 @@ def prepare_conv(node: Node):
         interior, gather, columns, (batch, out_h, out_w) = patches(node, x, kernel_h, kernel_w, matrix.dtype)
         hybrid = _hybrid(node, x, scales, per_channel, (batch, out_h, out_w, channels_out))
         product = node.scratch((columns.shape[0], channels_out), matrix.dtype)
-        state = (interior, gather, columns, matrix, product, hybrid, None)
+        state = (interior, gather, columns, matrix, product, hybrid)
         return [((batch, out_h, out_w, channels_out), FLOAT32)], (_eval_conv, state)
     node.check(x.dtype == INT8, f"input is {x.dtype}, expected int8 or float32")
     _x_scale, x_zero_point = per_tensor(node, x, "input")
     matrix = folded_matrix(weights, x_zero_point, int32_bias(node, channels_out))
-    interior, gather, columns, (batch, out_h, out_w) = patches(node, x, kernel_h, kernel_w, matrix.dtype, x_zero_point,
-                                                               ones_column=True)  # fmt: skip
+    out_h, out_w, _rows_padding, _columns_padding = spatial(node, x, kernel_h, kernel_w)
+    columns, gather = im2col(node, x, kernel_h, kernel_w, matrix.dtype, x_zero_point, ones_column=True)
     rows = columns.shape[0]
-    requantization = output_requantization(node, x, scales, per_channel, (rows, channels_out))
-    product = node.scratch((rows, channels_out), matrix.dtype)
-    state = (interior, gather, columns, matrix, product, None, (node.scratch((rows, channels_out), np.int64), requantization))
-    return [((batch, out_h, out_w, channels_out), INT8)], (_eval_conv, state)
+    requantization = output_requantization(node, x, scales, per_channel, (rows, channels_out), accumulator_bound(matrix))
+    accumulators = node.scratch((rows, channels_out), requantization.accumulator_dtype)
+    product = accumulators if matrix.dtype == accumulators.dtype else node.scratch((rows, channels_out), matrix.dtype)
+    state = (columns, gather, matrix, product, accumulators, requantization)
+    return [((x.shape[0], out_h, out_w, channels_out), INT8)], (bound_eval(_bind_int8_conv), state)
+
+
+def _bind_int8_conv(state, inputs, outputs):
+    columns, gather, matrix, product, accumulators, requantization = state
+    gather = im2col_call(gather, columns, inputs[0])
+    if gather is None:  # no output pixels
+        return lambda: None
+    requantize, dot, copy = requantizer(outputs[0], accumulators, requantization), np.dot, np.copyto
+
+    if product is accumulators:  # a float64 product is the float requantization's scratch itself
+
+        def run_in_place():
+            gather()
+            dot(columns, matrix, product)
+            requantize()
+
+        return run_in_place
+
+    def run():
+        gather()
+        dot(columns, matrix, product)
+        copy(accumulators, product, casting="unsafe")
+        requantize()
+
+    return run
 
 
 def _eval_conv(state, inputs, outputs):
-    interior, gather, columns, matrix, product, hybrid, requantize = state
+    interior, gather, columns, matrix, product, hybrid = state
     _input_into(interior, hybrid, inputs)
     if gather is not None:
         np.copyto(*gather)
-    if hybrid is not None:
-        np.dot(columns, matrix, out=product)
-        _scale_back(hybrid, product, outputs)
-        return
-    accumulators, requantization = requantize
-    requantize_into(outputs[0], accumulate(columns, matrix, product, accumulators), requantization)
+    np.dot(columns, matrix, out=product)
+    _scale_back(hybrid, product, outputs)
 
 
 # -- DEPTHWISE_CONV_2D --------------------------------------------------------------------------------------
@@ -109,8 +131,8 @@ def prepare_depthwise(node: Node):
     else:
         node.check(x.dtype == INT8, f"input is {x.dtype}, expected int8 or float32")
         _x_scale, fill = per_tensor(node, x, "input")
-        offset = folded_matrix(weights, fill, int32_bias(node, channels_out))[-1]
-        dtype = offset.dtype
+        folded = folded_matrix(weights, fill, int32_bias(node, channels_out))
+        offset, dtype, bound = folded[-1], folded.dtype, accumulator_bound(folded)
     (batch, out_h, out_w), padded, interior, _taps = geometry(node, x, kernel_h, kernel_w, dtype, fill)
     shape = (batch, out_h, out_w, channels_out)
     windows = filter_windows(node, padded, out_h, out_w, kernel_h, kernel_w).transpose(4, 5, 0, 1, 2, 3)[..., None]
@@ -121,8 +143,8 @@ def prepare_depthwise(node: Node):
     if x.dtype == FLOAT32:
         hybrid = _hybrid(node, x, scales, per_channel, shape)
         return [(shape, FLOAT32)], (_eval_depthwise, (taps_state, None, None, None, hybrid))
-    requantization = output_requantization(node, x, scales, per_channel, shape)
-    state = (taps_state, node.tiled(offset, shape, dtype), node.scratch(shape, np.int64), requantization, None)
+    requantization = output_requantization(node, x, scales, per_channel, shape, bound)
+    state = (taps_state, node.tiled(offset, shape, dtype), node.scratch(shape, requantization.accumulator_dtype), requantization, None)
     return [(shape, INT8)], (_eval_depthwise, state)
 
 

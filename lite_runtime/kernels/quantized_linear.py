@@ -16,17 +16,19 @@ meets a column of ones beside the input, so the product is the accumulator itsel
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import numpy as np
 
 from lite_runtime.kernels import fixed_point
-from lite_runtime.kernels.base import FLOAT32, Node, activation
+from lite_runtime.kernels.base import FLOAT32, Node, activation, bound_eval
 from lite_runtime.schema import BuiltinOperator as Op
 
 INT8 = np.dtype(np.int8)
 _FEW_ROWS = 4  # up to this many rows, hybrid inputs get their quantization parameters in Python scalars
+_TILED_BOUNDS = 1 << 16  # up to this many accumulators, per-tensor clamp bounds are full-sized constants
 
 
 def exact_dtype(matrix: np.ndarray, limits) -> np.dtype:
@@ -66,11 +68,18 @@ class Requantization(NamedTuple):
     zero_point: int
     low: int
     high: int
+    folded: fixed_point.FoldedRescale | fixed_point.FloatRescale | None  # the same in one pass, where exact
+
+    @property
+    def accumulator_dtype(self) -> np.dtype:
+        """The scratch type ``requantize_into`` takes: float64 for a ``FloatRescale``, else int64."""
+        return np.dtype(np.float64 if isinstance(self.folded, fixed_point.FloatRescale) else np.int64)
 
 
-def output_requantization(node: Node, x, weight_scales: np.ndarray, per_channel: bool, shape) -> Requantization:
+def output_requantization(node: Node, x, weight_scales: np.ndarray, per_channel: bool, shape, bound: int) -> Requantization:
     """``PopulateConvolutionQuantizationParams``: multipliers, output zero point and clamp range, for
-    accumulators of ``shape`` (per-channel multipliers are tiled to it, a per-tensor one is a scalar)."""
+    accumulators of ``shape`` that are at most ``bound`` in magnitude; ``folded`` where that bound allows,
+    else the rescale (per-channel multipliers tiled to ``shape``, a per-tensor one a scalar)."""
     node.check(node.outputs[0].dtype == INT8, f"output is {node.outputs[0].dtype}, expected int8 for an int8 input")
     x_scale, _ = per_tensor(node, x, "input")
     y_scale, y_zero_point = per_tensor(node, node.outputs[0], "output")
@@ -78,18 +87,48 @@ def output_requantization(node: Node, x, weight_scales: np.ndarray, per_channel:
         real = np.float64(x_scale) * weight_scales.astype(np.float64) / np.float64(y_scale)
     else:  # GetQuantizedConvolutionMultipler multiplies the two scales in float32
         real = np.full(weight_scales.shape, np.float64(np.float32(x_scale * weight_scales[0])) / np.float64(y_scale))
-    rescale = fixed_point.Rescale.of(*fixed_point.quantize_multipliers(real))
-    if per_channel:
-        rescale = fixed_point.Rescale(*(node.tiled(operand, shape, np.int64) for operand in rescale))
-    else:
+    rescale = fixed_point.Rescale.of(*fixed_point.quantize_multipliers(real))  # per channel: on the last axis
+    if not per_channel:
         rescale = fixed_point.Rescale(*(np.int64(operand[0]) for operand in rescale))
     low, high = fixed_point.activation_range(node, node.option("fused_activation_function"), y_scale, y_zero_point)
-    return Requantization(rescale, y_zero_point, low, high)
+    # In float64 where exact (its ufuncs are SIMD, int64 multiplies are not), else in one int64 pass where that fits.
+    # A per-channel operand is full-sized (a broadcast one makes the ufunc allocate); a per-tensor one is a scalar,
+    # except the clamp bounds up to _TILED_BOUNDS elements: maximum and minimum take a scalar at a third the speed
+    # there (at larger sizes the scalar is as fast, and a tiled copy only costs memory).
+    small = math.prod(shape) <= _TILED_BOUNDS
+
+    def operand(value, dtype, bound=False):
+        if per_channel or (bound and small):
+            return node.tiled(value, shape, dtype)
+        return dtype(value) if np.ndim(value) == 0 else dtype(np.ravel(value)[0])
+
+    folded = fixed_point.float_rescale(rescale, y_zero_point, low, high, bound)
+    if folded is not None:
+        folded = fixed_point.FloatRescale(operand(folded.scale, np.float64), np.float64(folded.offset),
+                                          operand(folded.low, np.float64, bound=True), operand(folded.high, np.float64, bound=True),
+                                          node.tiled(folded.top_bit, shape, np.uint8).reshape(*shape[:-1], -1))  # fmt: skip
+    else:
+        folded = fixed_point.fold_rescale(rescale, y_zero_point, low, high, bound)
+        if folded is not None:
+            multiplier, offset, low_bound, high_bound, right_shift = folded
+            folded = fixed_point.FoldedRescale(operand(multiplier, np.int64), operand(offset, np.int64),
+                                               operand(low_bound, np.int64, bound=True), operand(high_bound, np.int64, bound=True),
+                                               operand(right_shift, np.int64))  # fmt: skip
+        elif per_channel:
+            rescale = fixed_point.Rescale(*(node.tiled(operand, shape, np.int64) for operand in rescale))
+    return Requantization(rescale, y_zero_point, low, high, folded)
 
 
 def requantize_into(out: np.ndarray, accumulators: np.ndarray, requantization: Requantization) -> None:
     """int32 accumulators (an int64 scratch, overwritten) -> int8 ``out``, allocating nothing."""
-    rescale, zero_point, low, high = requantization
+    rescale, zero_point, low, high, folded = requantization
+    if folded is not None:
+        if isinstance(folded, fixed_point.FloatRescale):
+            fixed_point.float_rescale_into(out, accumulators, folded)
+            return
+        fixed_point.rescale_and_clamp(accumulators, folded)
+        np.copyto(out, accumulators.reshape(out.shape), casting="unsafe")
+        return
     fixed_point.rescale_in_place(accumulators, rescale)
     np.add(accumulators, zero_point, out=accumulators)
     np.maximum(accumulators, low, out=accumulators)
@@ -116,19 +155,18 @@ def float_bias(node: Node, channels: int):
     return node.constant(2, "float32 bias")
 
 
+def accumulator_bound(matrix: np.ndarray) -> int:
+    """The largest |accumulator| of int8 inputs against a ``folded_matrix`` (its last row meets a column of ones)."""
+    magnitudes = np.abs(matrix.astype(np.float64))
+    return int((magnitudes[:-1].sum(axis=0) * 128 + magnitudes[-1]).max(initial=0))
+
+
 def folded_matrix(weights: np.ndarray, x_zero_point: int, bias: np.ndarray) -> np.ndarray:
     """int8 ``weights`` (depth, units) with the offset bias − x_zp·Σw as one more row, in the narrowest float
     type in which a product with int8 inputs (and a trailing 1) is exact."""
     weights = weights.astype(np.int64)
     augmented = np.vstack([weights, bias - x_zero_point * weights.sum(axis=0)])
     return np.ascontiguousarray(augmented, exact_dtype(augmented, [128] * len(weights) + [1]))
-
-
-def accumulate(columns: np.ndarray, matrix: np.ndarray, product: np.ndarray, accumulators: np.ndarray) -> np.ndarray:
-    """The int32 accumulators (in int64) of int8 ``columns`` (a trailing column of ones) and a ``folded_matrix``."""
-    np.dot(columns, matrix, out=product)
-    np.copyto(accumulators, product, casting="unsafe")
-    return accumulators
 
 
 # -- quantizing float inputs at run time (hybrid kernels) ---------------------------------------------------
@@ -307,18 +345,62 @@ def prepare_fully_connected(node: Node):
         return [(shape, FLOAT32)], (_eval_hybrid_fully_connected, state)
     node.check(x.dtype == INT8, f"input is {x.dtype}, expected int8 or float32")
     _x_scale, x_zero_point = per_tensor(node, x, "input")
-    requantization = output_requantization(node, x, scales, len(weights.scales) > 1, (rows, units))
     folded = folded_matrix(matrix, x_zero_point, int32_bias(node, units))
+    requantization = output_requantization(node, x, scales, len(weights.scales) > 1, (rows, units), accumulator_bound(folded))
     columns = node.scratch((rows, depth + 1), folded.dtype, fill=1)
+    if rows == 1:  # one row: gemv reads the [out, in] layout (as a transposed view) faster than its transpose
+        folded = np.ascontiguousarray(folded.T).T
     state = (rows, depth, columns[:, :depth], columns, folded, node.scratch((rows, units), folded.dtype),
-             node.scratch((rows, units), np.int64), requantization)  # fmt: skip
-    return [(shape, INT8)], (_eval_fully_connected, state)
+             node.scratch((rows, units), requantization.accumulator_dtype), requantization)  # fmt: skip
+    return [(shape, INT8)], (bound_eval(_bind_fully_connected), state)
 
 
-def _eval_fully_connected(state, inputs, outputs):
+def requantizer(out: np.ndarray, accumulators: np.ndarray, requantization: Requantization):
+    """``requantize_into(out, accumulators, requantization)`` as a zero-argument call, its operands bound."""
+    folded = requantization.folded
+    out = out.reshape(accumulators.shape)
+    if isinstance(folded, fixed_point.FloatRescale):
+        scale, offset, low, high, top_bit = folded
+        codes = out.view(np.uint8)
+        multiply, add, maximum, minimum, xor, copy = np.multiply, np.add, np.maximum, np.minimum, np.bitwise_xor, np.copyto
+
+        def run_in_float():
+            multiply(accumulators, scale, out=accumulators)
+            add(accumulators, offset, out=accumulators)
+            maximum(accumulators, low, out=accumulators)
+            minimum(accumulators, high, out=accumulators)
+            copy(codes, accumulators, casting="unsafe")
+            xor(codes, top_bit, out=codes)
+
+        return run_in_float
+    if folded is None:
+        return functools.partial(requantize_into, out, accumulators, requantization)
+    multiplier, offset, low, high, right_shift = folded
+    multiply, add, maximum, minimum, shift, copy = np.multiply, np.add, np.maximum, np.minimum, np.right_shift, np.copyto
+
+    def run():
+        multiply(accumulators, multiplier, out=accumulators)
+        add(accumulators, offset, out=accumulators)
+        maximum(accumulators, low, out=accumulators)
+        minimum(accumulators, high, out=accumulators)
+        shift(accumulators, right_shift, out=accumulators)
+        copy(out, accumulators, casting="unsafe")
+
+    return run
+
+
+def _bind_fully_connected(state, inputs, outputs):
     rows, depth, head, columns, matrix, product, accumulators, requantization = state
-    np.copyto(head, inputs[0].reshape(rows, depth))
-    requantize_into(outputs[0], accumulate(columns, matrix, product, accumulators), requantization)
+    x, dot, copy = inputs[0].reshape(rows, depth), np.dot, np.copyto
+    requantize = requantizer(outputs[0], accumulators, requantization)
+
+    def run():
+        head[...] = x  # item assignment: np.copyto's copy without its dispatch
+        dot(columns, matrix, product)
+        copy(accumulators, product, casting="unsafe")
+        requantize()
+
+    return run
 
 
 def _eval_hybrid_fully_connected(state, inputs, outputs):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from lite_runtime.kernels.base import FLOAT32, Kernel, Node
+from lite_runtime.kernels.base import FLOAT32, Kernel, Node, bound_eval
 from lite_runtime.schema import BuiltinOperator as Op
 
 
@@ -109,6 +110,11 @@ def _prepare_dequantize(node: Node):
     node.check(x.scales is not None and len(x.scales) > 0, "the quantized input has no scale")
     zero_points = np.broadcast_to(x.zero_points if len(x.zero_points) else 0, x.scales.shape).astype(np.float32)
     scales = x.scales.astype(np.float32)
+    if len(scales) == 1 and x.dtype in (np.int8, np.uint8):
+        # One scale over 8-bit codes: a table of (code − zero point) · scale, computed as eval would, read by index.
+        codes = np.arange(256, dtype=np.uint8).view(x.dtype)  # byte order: a code's table entry is at its byte
+        table = (codes.astype(np.float32) - zero_points[0]) * scales[0]
+        return [(x.shape, FLOAT32)], ("table", (table, node.scratch(x.shape, np.intp)))
     if len(scales) == 1:
         return [(x.shape, FLOAT32)], (scales[0], zero_points[0])
     shape = [1] * len(x.shape)
@@ -116,6 +122,18 @@ def _prepare_dequantize(node: Node):
     # per channel: constants as large as the output, so that eval's ufuncs do not broadcast (see Node.tiled)
     return [(x.shape, FLOAT32)], (node.tiled(scales.reshape(shape), x.shape, np.float32),
                                   node.tiled(zero_points.reshape(shape), x.shape, np.float32))  # fmt: skip
+
+
+def _bind_dequantize(state, inputs, outputs):
+    if state is None or not isinstance(state[0], str):
+        return functools.partial(_eval_dequantize, state, inputs, outputs)
+    (table, indices), x, out, take = state[1], inputs[0], outputs[0], np.take
+
+    def run():
+        indices[...] = x  # an int8 −1 becomes index −1, which "wrap" takes to entry 255: its byte
+        take(table, indices, out=out, mode="wrap")
+
+    return run
 
 
 def _eval_dequantize(state, inputs, outputs):
@@ -147,5 +165,5 @@ KERNELS = {
     Op.GELU: _float_unary(_gelu, needs_scratch=True),
     Op.HARD_SWISH: _float_unary(_hard_swish, needs_scratch=True),
     Op.CAST: Kernel(_prepare_cast, _eval_cast),
-    Op.DEQUANTIZE: Kernel(_prepare_dequantize, _eval_dequantize),
+    Op.DEQUANTIZE: Kernel(_prepare_dequantize, bound_eval(_bind_dequantize), bind=_bind_dequantize),
 }

@@ -126,6 +126,40 @@ def test_rescale_in_place_equals_multiply_by_quantized_multiplier(rng):
     np.testing.assert_array_equal(got, fixed_point.multiply_by_quantized_multiplier(x[:20, None], multipliers, shifts))
 
 
+@pytest.mark.parametrize("bound", [2**8, 2**16, 2**21, 2**31 - 1])
+def test_folded_and_float_requantization_equal_rescale_then_clamp(bound, rng):
+    """``fold_rescale`` (one int64 pass) and ``float_rescale`` (float64) give the plain chain's int8 results:
+    rescale, add the zero point, clamp. Where they are offered, which takes the bound; on ties too."""
+    offered = 0
+    for trial in range(60):
+        multiplier, shift = int(rng.integers(2**30, 2**31)) >> (trial % 3 * 10) << (trial % 3 * 10), int(rng.integers(-31, 3))
+        zero_point, low = int(rng.integers(-128, 128)), int(rng.integers(-128, 0))
+        high = int(rng.integers(low, 128))
+        rescale = fixed_point.Rescale.of(multiplier, shift)
+        x = rng.integers(-bound, bound + 1, 2000)
+        right = 31 - shift
+        # x·multiplier ≡ 2^(right−1) modulo 2^right: x·multiplier / 2^right is an exact half
+        twos = (multiplier & -multiplier).bit_length() - 1
+        period = 2 ** (right - twos)
+        first = 2 ** (right - 1 - twos) * pow(multiplier >> twos, -1, period) % period
+        ties = first + period * np.arange(-bound // period - 1, bound // period + 1, max(1, (2 * bound // period) // 500))
+        x = np.concatenate([x, ties[np.abs(ties) <= bound], [bound, -bound, 0]]).astype(np.int64)
+        expected = np.clip(fixed_point.multiply_by_quantized_multiplier(x, multiplier, shift) + zero_point, low, high)
+        folded = fixed_point.fold_rescale(rescale, zero_point, low, high, bound)
+        if folded is not None:
+            got = x.copy()
+            fixed_point.rescale_and_clamp(got, folded)
+            np.testing.assert_array_equal(got, expected)
+            offered += 1
+        in_float = fixed_point.float_rescale(rescale, zero_point, low, high, bound)
+        if in_float is not None:
+            got = np.empty(x.shape, np.int8)
+            fixed_point.float_rescale_into(got, x.astype(np.float64), in_float)
+            np.testing.assert_array_equal(got, expected)
+            offered += 1
+    assert offered or bound == 2**31 - 1
+
+
 # -- the fast products against plain int64 arithmetic --------------------------------------------------------
 def _node(code, inputs, outputs, options):
     return Node(0, Op(code).name, inputs, len(outputs), outputs, options,
@@ -290,6 +324,8 @@ def twice_rounded(monkeypatch):
 
     monkeypatch.setattr(fixed_point, "multiply_by_quantized_multiplier", twice)
     monkeypatch.setattr(fixed_point, "rescale_in_place", twice_in_place)
+    monkeypatch.setattr(fixed_point, "fold_rescale", lambda *_args: None)  # the one-pass forms round once
+    monkeypatch.setattr(fixed_point, "float_rescale", lambda *_args: None)
 
 
 @pytest.fixture(scope="module")

@@ -9,22 +9,9 @@ import numpy as np
 import pytest
 
 import trainer as tf
+from tests.trainer.keras.toy_data import blobs as _blobs
+from tests.trainer.keras.toy_data import classifier as _classifier
 from trainer.keras.models.training import NonFiniteLossError
-
-
-def _blobs(n=240, features=4, classes=3, seed=0):
-    generator = np.random.default_rng(seed)
-    centers = generator.normal(scale=4.0, size=(classes, features))
-    labels = generator.integers(0, classes, n)
-    return (centers[labels] + generator.normal(size=(n, features))).astype(np.float32), labels
-
-
-def _classifier(optimizer="adam", seed=3):
-    tf.keras.utils.set_random_seed(seed)
-    tf.keras.backend.clear_session()
-    model = tf.keras.Sequential([tf.keras.Input(shape=(4,)), tf.keras.layers.Dense(8, activation="relu"), tf.keras.layers.Dense(3, activation="softmax")])
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    return model
 
 
 def _scripted(name, values):
