@@ -213,15 +213,7 @@ def _export(arguments) -> int:
 
         to_onnx(model, output)
     print(f"      {output.stat().st_size:,} bytes")
-    if arguments.report:
-        _write_quantization_report(model, output, _sample_inputs(model, calibration), Path(arguments.report))
-    if arguments.no_verify:
-        return EXIT_OK
-    _progress(3, total, "verifying against the model")
-    from exporter.verify import QUANTIZED_TOLERANCE  # noqa: PLC0415
-
-    tolerance = QUANTIZED_TOLERANCE[arguments.quantize]
-    return _print_verification(model, [output], _sample_inputs(model, calibration), None, tolerance)
+    return _report_and_verify(arguments, model, output, calibration, total)
 
 
 def _export_web(arguments, model, calibration, total: int) -> int:
@@ -234,15 +226,21 @@ def _export_web(arguments, model, calibration, total: int) -> int:
     manifest = bundle(model, output, quantize=arguments.quantize, calibration=int8_calibration)
     lite_file = output / MODEL_FILE
     print(f"      {lite_file}: {manifest['model']['bytes']:,} bytes; see the page with: python -m http.server --directory {output}")
+    return _report_and_verify(arguments, model, lite_file, calibration, total)
+
+
+def _report_and_verify(arguments, model, exported: Path, calibration, total: int) -> int:
+    """The steps after writing ``exported``: the quantization report (``--report``), then verification
+    against the model with the tolerance of the quantization mode, unless ``--no-verify``."""
     if arguments.report:
-        _write_quantization_report(model, lite_file, _sample_inputs(model, calibration), Path(arguments.report))
+        _write_quantization_report(model, exported, _sample_inputs(model, calibration), Path(arguments.report))
     if arguments.no_verify:
         return EXIT_OK
     _progress(3, total, "verifying against the model")
     from exporter.verify import QUANTIZED_TOLERANCE  # noqa: PLC0415
 
     tolerance = QUANTIZED_TOLERANCE[arguments.quantize]
-    return _print_verification(model, [lite_file], _sample_inputs(model, calibration), None, tolerance)
+    return _print_verification(model, [exported], _sample_inputs(model, calibration), None, tolerance)
 
 
 def _write_quantization_report(model, output: Path, inputs, folder: Path) -> None:
