@@ -210,9 +210,9 @@ def _eval_conv_computed_filters(state, inputs, outputs):
         act(out)
 
 
-def _prepare_depthwise(node: Node):
-    node.arity(2, 3)
-    x, filters = node.float_input(0), node.float_input(1)
+def depthwise_shapes(node: Node, x, filters) -> tuple[int, int, int, int, int]:
+    """Checks a DEPTHWISE_CONV_2D's input [n, h, w, in] against its filters [1, kh, kw, out] and option;
+    returns (kernel_h, kernel_w, channels_in, multiplier, channels_out)."""
     node.check(len(filters.shape) == 4 and filters.shape[0] == 1, f"filters must be [1, kh, kw, out], got {list(filters.shape)}")
     _one, kernel_h, kernel_w, channels_out = filters.shape
     node.check(len(x.shape) == 4 and x.shape[3] > 0 and channels_out % x.shape[3] == 0,
@@ -221,6 +221,13 @@ def _prepare_depthwise(node: Node):
     multiplier = channels_out // channels_in
     node.check(node.option("depth_multiplier") in (0, multiplier),
                f"depth_multiplier {node.option('depth_multiplier')}, filters imply {multiplier}")  # fmt: skip
+    return kernel_h, kernel_w, channels_in, multiplier, channels_out
+
+
+def _prepare_depthwise(node: Node):
+    node.arity(2, 3)
+    x, filters = node.float_input(0), node.float_input(1)
+    kernel_h, kernel_w, channels_in, multiplier, channels_out = depthwise_shapes(node, x, filters)
     (batch, out_h, out_w), _padded, interior, taps = geometry(node, x, kernel_h, kernel_w)
     product = node.scratch((batch, out_h, out_w, channels_in, multiplier))
     shape = (batch, out_h, out_w, channels_in, multiplier)

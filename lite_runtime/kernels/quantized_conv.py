@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from lite_runtime.kernels.base import FLOAT32, Node, bound_eval
-from lite_runtime.kernels.conv import filter_windows, geometry, im2col, im2col_call, patches, spatial
+from lite_runtime.kernels.conv import depthwise_shapes, filter_windows, geometry, im2col, im2col_call, patches, spatial
 from lite_runtime.kernels.quantized_linear import (INT8, RowQuantizer, ScaleBack, accumulator_bound, channel_scales,
                                                    exact_dtype, folded_matrix, int32_bias, output_requantization,
                                                    per_tensor, requantize_into, requantizer)  # fmt: skip
@@ -114,14 +114,7 @@ def prepare_depthwise(node: Node):
     node.arity(2, 3)
     x, filters = node.inputs[0], node.inputs[1]
     node.check(filters.dtype == INT8, f"filters are {filters.dtype}, expected int8 (or float32 with a float32 input)")
-    node.check(len(filters.shape) == 4 and filters.shape[0] == 1, f"filters must be [1, kh, kw, out], got {list(filters.shape)}")
-    _one, kernel_h, kernel_w, channels_out = filters.shape
-    node.check(len(x.shape) == 4 and x.shape[3] > 0 and channels_out % x.shape[3] == 0,
-               f"input {list(x.shape)} channels do not divide the {channels_out} output channels")  # fmt: skip
-    channels_in = x.shape[3]
-    multiplier = channels_out // channels_in
-    node.check(node.option("depth_multiplier") in (0, multiplier),
-               f"depth_multiplier {node.option('depth_multiplier')}, filters imply {multiplier}")  # fmt: skip
+    kernel_h, kernel_w, channels_in, multiplier, channels_out = depthwise_shapes(node, x, filters)
     taps = kernel_h * kernel_w
     weights = node.constant(1, "int8 filters").reshape(taps, channels_out)
     scales = channel_scales(node, filters, channels_out, 3)
