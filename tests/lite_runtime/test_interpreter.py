@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 import time
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import lite_runtime
 import trainer as tf
 from lite_runtime import planner
 from exporter.lite import to_lite
+from tests.lite_runtime.harness import invoke_allocations
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 L = tf.keras.layers
@@ -160,19 +160,9 @@ def test_invoke_does_not_grow_memory(exported, rng):
     interpreter = lite_runtime.Interpreter(model_content=exported["cnn"])
     interpreter.allocate_tensors()
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], rng.standard_normal((1, 12, 12, 3)).astype(np.float32))
-    interpreter.invoke()
-    tracemalloc.start()
-    try:
-        for _ in range(5):
-            interpreter.invoke()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(50):
-            interpreter.invoke()
-        after, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert after - before < 4096
-    assert peak - before < 64 * 1024  # no per-invoke buffers of tensor size (the conv output alone is 4.6 kB)
+    held, peak = invoke_allocations(interpreter, invokes=50)
+    assert held < 4096
+    assert peak < 64 * 1024  # no per-invoke buffers of tensor size (the conv output alone is 4.6 kB)
 
 
 def test_elementwise_reduce_and_slice_ops_match_litert(rng):

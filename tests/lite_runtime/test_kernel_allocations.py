@@ -8,14 +8,13 @@ the batch-32 activations here takes several kilobytes.
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import lite_runtime
 import trainer as tf
 from exporter.lite import to_lite
+from tests.lite_runtime.harness import invoke_allocations
 
 L = tf.keras.layers
 BATCH = 32
@@ -105,17 +104,7 @@ def _interpreter(name: str, rng) -> lite_runtime.Interpreter:
 
 
 def _peak_allocation(interpreter: lite_runtime.Interpreter, invokes: int = 10) -> int:
-    interpreter.invoke()
-    tracemalloc.start()
-    try:
-        interpreter.invoke()  # whatever is created once, on first use, is not what this measures
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(invokes):
-            interpreter.invoke()
-        return tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
+    return invoke_allocations(interpreter, invokes)[1]
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

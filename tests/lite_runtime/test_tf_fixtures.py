@@ -17,6 +17,7 @@ import pytest
 
 import lite_runtime
 from lite_runtime.schema import BuiltinOperator as Op
+from tests.lite_runtime.harness import invoke_allocations
 from tests.lite_runtime.test_quantized_kernels import DEFAULT, REFERENCE, _litert
 
 pytest.importorskip("ai_edge_litert.interpreter")
@@ -112,19 +113,8 @@ def test_input_and_output_details_match_litert(name):
 
 
 def test_int8_invoke_does_not_grow_memory():
-    import tracemalloc  # noqa: PLC0415
-
     data, stored = _load("tf_cnn_int8")
     interpreter = lite_runtime.Interpreter(model_content=data)
     interpreter.run([stored["inputs"]])
-    tracemalloc.start()
-    try:
-        for _ in range(5):
-            interpreter.invoke()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(50):
-            interpreter.invoke()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 4096
+    held, _peak = invoke_allocations(interpreter, invokes=50)
+    assert held < 4096
