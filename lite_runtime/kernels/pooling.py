@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -10,9 +11,35 @@ from lite_runtime.kernels.base import FLOAT32, Kernel, Node, activation, bound_e
 from lite_runtime.schema import BuiltinOperator as Op
 
 
-def _prepare(node: Node, fill: float):
-    node.arity(1)
-    x = node.float_input(0)
+class PoolWindow(NamedTuple):
+    """A pooling operator's geometry: input [batch, height, width, channels], window, strides, output size
+    and (before, after) padding of each spatial dimension, as TFLite computes them."""
+
+    batch: int
+    height: int
+    width: int
+    channels: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    out_h: int
+    out_w: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @property
+    def tiles(self) -> bool:
+        """Whether the windows tile the input exactly (2x2 stride 2, unpadded): the fast max-pool path."""
+        return (self.kernel_h, self.kernel_w) == (self.stride_h, self.stride_w) and not any(
+            (self.top, self.bottom, self.left, self.right)
+        )
+
+
+def pool_window(node: Node, x) -> PoolWindow:
+    """Checks the input's rank and the window options of a float or int8 pooling operator."""
     node.check(len(x.shape) == 4, f"input must be NHWC, got {list(x.shape)}")
     batch, height, width, channels = x.shape
     kernel_h, kernel_w = node.option("filter_height"), node.option("filter_width")
@@ -20,8 +47,15 @@ def _prepare(node: Node, fill: float):
     node.check(0 < kernel_h * kernel_w <= 4096, f"pool window {kernel_h}x{kernel_w} is empty or over 4096 pixels")
     out_h, top, bottom = window(node, height, kernel_h, stride_h, 1, node.option("padding"))
     out_w, left, right = window(node, width, kernel_w, stride_w, 1, node.option("padding"))
+    return PoolWindow(batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w, top, bottom, left, right)
+
+
+def _prepare(node: Node, fill: float):
+    node.arity(1)
+    geometry = pool_window(node, node.float_input(0))
+    batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w, top, bottom, left, right = geometry
     act = activation(node, node.option("fused_activation_function"), (batch, out_h, out_w, channels))
-    if fill == -np.inf and (kernel_h, kernel_w) == (stride_h, stride_w) and top == bottom == left == right == 0:
+    if fill == -np.inf and geometry.tiles:
         # Windows that tile the input: the max of each block of rows is one reduce over contiguous runs of a row
         # (width · channels floats), then the max of each block of columns a few copies and maximums.
         rows = node.scratch((batch, out_h, width * channels)) if kernel_h > 1 else None

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from lite_runtime.kernels import array, fixed_point, pooling
-from lite_runtime.kernels.base import FLOAT32, Node, bound_eval, normalize_axis, window
+from lite_runtime.kernels.base import FLOAT32, Node, bound_eval, normalize_axis
 from lite_runtime.kernels.quantized_linear import INT8, per_tensor
 from lite_runtime.schema import Activation
 from lite_runtime.schema import BuiltinOperator as Op
@@ -284,18 +284,13 @@ def _bind_softmax(state, inputs, outputs):
 def _prepare_pool(node: Node, average: bool):
     node.arity(1)
     x = _int8_input(node)
-    node.check(len(x.shape) == 4, f"input must be NHWC, got {list(x.shape)}")
+    geometry = pooling.pool_window(node, x)
     x_params, y_params = per_tensor(node, x, "input"), _int8_output(node)
     node.check(x_params == y_params, f"input quantization {x_params} differs from the output's {y_params}")
-    batch, height, width, channels = x.shape
-    kernel_h, kernel_w = node.option("filter_height"), node.option("filter_width")
-    stride_h, stride_w = node.option("stride_h"), node.option("stride_w")
-    node.check(0 < kernel_h * kernel_w <= 4096, f"pool window {kernel_h}x{kernel_w} is empty or over 4096 pixels")
-    out_h, top, bottom = window(node, height, kernel_h, stride_h, 1, node.option("padding"))
-    out_w, left, right = window(node, width, kernel_w, stride_w, 1, node.option("padding"))
+    batch, height, width, channels, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w, top, bottom, left, right = geometry
     shape = (batch, out_h, out_w, channels)
     clamp = fixed_point.activation_range(node, node.option("fused_activation_function"), *y_params)
-    if not average and (kernel_h, kernel_w) == (stride_h, stride_w) and top == bottom == left == right == 0:
+    if not average and geometry.tiles:
         # Windows that tile the input: the float kernel's reduces and maximums, on the int8 codes themselves
         # (the same quantization in and out, so the max of the codes is the code of the max).
         rows = node.scratch((batch, out_h, width * channels), INT8) if kernel_h > 1 else None
