@@ -80,6 +80,20 @@ def _fit_system(build, x, y, batch, repeats):
     return len(x) / best
 
 
+def _on_gpu(function):
+    """``function`` run with emberflow's CuPy backend as the default (tensors and variables on the GPU)."""
+    import trainer as tf  # noqa: PLC0415
+
+    def run(*args):
+        tf.config.set_backend("cupy")
+        try:
+            return function(*args)
+        finally:
+            tf.config.set_backend("numpy")
+
+    return run
+
+
 def _fit_accuracy(build, x, y, x_test, y_test, epochs):
     model = build()
     model.fit(x, y, batch_size=32, epochs=epochs, verbose=0)
@@ -108,7 +122,7 @@ def _torch_epoch(model, optimizer, x, y, batch):
     import torch  # noqa: PLC0415
 
     loss_function = torch.nn.CrossEntropyLoss()  # on logits: softmax + log-loss fused, as PyTorch users write it
-    order = torch.randperm(len(x))
+    order = torch.randperm(len(x), device=x.device)
     model.train()
     for start in range(0, len(x), batch):
         index = order[start : start + batch]
@@ -155,18 +169,21 @@ def _torch_inputs(kind, x, y):
     return images, torch.from_numpy(y)
 
 
-def _torch_throughput(kind, x, y, batch, repeats):
+def _torch_throughput(kind, x, y, batch, repeats, device="cpu"):
+    """The lean loop; with ``device="cuda"`` the model and the whole dataset live on the GPU."""
     import torch  # noqa: PLC0415
 
     torch.manual_seed(0)
-    model = _torch_model(kind)
+    model = _torch_model(kind).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    images, labels = _torch_inputs(kind, x, y)
+    images, labels = (tensor.to(device) for tensor in _torch_inputs(kind, x, y))
     _torch_epoch(model, optimizer, images, labels, batch)
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
         _torch_epoch(model, optimizer, images, labels, batch)
+        if device == "cuda":
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - started)
     return len(x) / best
 
@@ -189,11 +206,24 @@ def _torch_accuracy(kind, x, y, x_test, y_test, epochs):
 # -- the suite -----------------------------------------------------------------------------------------
 
 
-def run(quick: bool = False, systems=("emberflow", "emberflow-eager", "keras", "pytorch", "pytorch-dataloader"), log=print) -> list[Row]:
+CPU_SYSTEMS = ("emberflow", "emberflow-eager", "keras", "pytorch", "pytorch-dataloader")
+GPU_SYSTEMS = ("emberflow-gpu", "pytorch-cuda")  # part of the default run where a CUDA GPU is present
+
+
+def _gpu_present() -> bool:
+    from trainer import backend  # noqa: PLC0415
+
+    return backend.gpu_available()
+
+
+def run(quick: bool = False, systems=None, log=print) -> list[Row]:
+    systems = tuple(systems or CPU_SYSTEMS + (GPU_SYSTEMS if _gpu_present() else ()))
     (x_train, y_train), (x_test, y_test) = mnist_subset()
     repeats = 1 if quick else 3
     rows: list[Row] = []
     cases = [("mlp", 32), ("mlp", 128), ("cnn", 32), ("cnn", 128)]
+    if set(systems) & set(GPU_SYSTEMS):
+        cases += [("mlp", 512), ("cnn", 512)]  # where a GPU earns its keep
     epochs_for_accuracy = {"mlp": 5, "cnn": 3}
     for kind, batch in cases:
         x = x_train if kind == "mlp" else x_train.reshape(-1, 28, 28, 1)
@@ -203,6 +233,10 @@ def run(quick: bool = False, systems=("emberflow", "emberflow-eager", "keras", "
             try:
                 if system == "emberflow":
                     value = _fit_system(lambda: _emberflow_model(kind), x, y_train, batch, repeats)
+                elif system == "emberflow-gpu":
+                    value = _on_gpu(_fit_system)(lambda: _emberflow_model(kind), x, y_train, batch, repeats)
+                elif system == "pytorch-cuda":
+                    value = _torch_throughput(kind, x_train, y_train, batch, repeats, device="cuda")
                 elif system == "emberflow-eager":
                     value = _fit_system(lambda: _emberflow_model(kind, run_eagerly=True), x, y_train, batch, repeats)
                 elif system == "keras":
@@ -218,7 +252,7 @@ def run(quick: bool = False, systems=("emberflow", "emberflow-eager", "keras", "
         for kind, epochs in epochs_for_accuracy.items():
             x = x_train if kind == "mlp" else x_train.reshape(-1, 28, 28, 1)
             xt = x_test if kind == "mlp" else x_test.reshape(-1, 28, 28, 1)
-            for system in (s for s in systems if s not in ("emberflow-eager", "pytorch-dataloader")):
+            for system in (s for s in systems if s not in ("emberflow-eager", "pytorch-dataloader") + GPU_SYSTEMS):
                 case = f"{kind} {epochs} epochs batch 32"
                 log(f"[training] accuracy {case}: {system} ...")
                 try:

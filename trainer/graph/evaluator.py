@@ -45,7 +45,8 @@ class Executable:
         program = self._programs.get(xp)
         if program is None:
             kernels, values = self._bindings
-            namespace = dict(values)
+            # Constants belong to no device: each program holds them on its own (copied once, here).
+            namespace = {name: _on_module(value, xp) if name[0] == "c" else value for name, value in values.items()}
             for name, (forward, attrs) in kernels.items():
                 namespace[name] = functools.partial(forward, xp, **attrs)
             filename = f"<emberflow graph {self.graph.name or 'graph'} #{next(_compiled_count)}>"
@@ -58,9 +59,19 @@ class Executable:
     def run(self, *arrays):
         xp = np
         if backend.cupy_in_use:
-            values = [*arrays, *(v.data for v in self.graph.constants), *(v.variable._value for v in self.graph.variables)]
-            xp = backend.check_same_device([a for a in values if a is not None], self.graph.name or "graph")
+            # The inputs and variables say where the graph runs (as TensorFlow places a function's ops
+            # with its inputs); a graph reading neither runs on the current default device.
+            values = [a for a in (*arrays, *(v.variable._value for v in self.graph.variables)) if a is not None]
+            name = self.graph.name or "graph"
+            xp = backend.check_same_device(values, name) if values else backend.default_module()
         return self._program(xp)(*arrays)
+
+
+def _on_module(array, xp):
+    """``array`` as an array of the module ``xp`` (NumPy or CuPy), copied across devices if it must be."""
+    if array is None or backend.module_of(array) is xp:
+        return array
+    return backend.to_numpy(array) if xp is np else xp.asarray(array)
 
 
 def _generate(graph: Graph) -> tuple[str, tuple[dict, dict]]:

@@ -12,6 +12,10 @@ call these ops; the formulas are Keras 3's, written out in each op's docstring.
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 from trainer.ops import parallel
 from trainer.ops.registry import OpError, Spec, register
 
@@ -133,11 +137,30 @@ def apply_adam_op(xp, variable, m, v, gradient, alpha, *, beta_1, beta_2, epsilo
     ``alpha = learning_rate * sqrt(1 - beta_2^t) / (1 - beta_1^t)`` for step ``t = iterations + 1``.
     """
 
+    if xp is not np:  # CuPy: one fused kernel launch per variable instead of twelve
+        _cupy_adam_kernel(xp)(gradient, alpha, 1 - beta_1, 1 - beta_2, epsilon, variable, m, v)
+        return
+
     def update(variable, m, v, gradient):
         scratch = _adam_moments(xp, m, v, gradient, beta_1, beta_2)
         _adam_step(xp, variable, m, v, alpha, epsilon, scratch)
 
     _elementwise_split(xp, update, (variable, m, v, gradient), passes=12)
+
+
+@functools.cache
+def _cupy_adam_kernel(cupy):
+    """``apply_adam``'s arithmetic, in the same order, as one CuPy elementwise kernel (built on first use)."""
+    return cupy.ElementwiseKernel(
+        "T g, T alpha, T one_minus_beta_1, T one_minus_beta_2, T epsilon",
+        "T variable, T m, T v",
+        """
+        m += (g - m) * one_minus_beta_1;
+        v += (g * g - v) * one_minus_beta_2;
+        variable -= m / (sqrt(v) + epsilon) * alpha;
+        """,
+        "emberflow_apply_adam",
+    )
 
 
 @_training_op("apply_adam_amsgrad", tensors=5)
