@@ -100,7 +100,7 @@ class Interpreter:
         for index, shape in self._shapes.items():
             tensor = model.tensors[index]
             infos[index] = TensorInfo(shape, tensor.dtype, None, tensor.scales, tensor.zero_points, tensor.quantized_dimension)
-        pending, producers = [], {}
+        pending, producers, extensions = [], {}, {}
         for operator in model.operators:
             kernel = KERNELS[operator.code]
             inputs = [None if i == -1 else infos[i] for i in operator.inputs]
@@ -121,6 +121,9 @@ class Interpreter:
                 infos[index] = TensorInfo(tuple(int(d) for d in shape), np.dtype(dtype), None, declared[k].scales,
                                           declared[k].zero_points, declared[k].quantized_dimension)  # fmt: skip
             known = all(t is None or t.value is not None for t in inputs) or kernel.shapes_only
+            if node.extended_input is not None and not known:
+                position, elements = node.extended_input
+                extensions[operator.index] = (operator.inputs[position], elements)
             if known:
                 values = [allocate(infos[i].shape, infos[i].dtype) for i in operator.outputs]
                 ins = [None if t is None else t.value for t in inputs]
@@ -132,10 +135,10 @@ class Interpreter:
                 pending.append((operator, kernel, state))
                 for index in operator.outputs:
                     producers[index] = len(pending) - 1
-        self._plan(infos, pending, producers, allocate)
+        self._plan(infos, pending, producers, extensions, allocate)
         self._state = "allocated"
 
-    def _plan(self, infos, pending, producers, allocate) -> None:
+    def _plan(self, infos, pending, producers, extensions, allocate) -> None:
         model = self._model
         last_step = len(pending)
         lifetimes = {index: [-1, last_step] for index in self._shapes}  # inputs stay readable throughout
@@ -152,17 +155,28 @@ class Interpreter:
         for index, root in aliases.items():  # a view keeps its root's bytes alive for as long as it is read
             lifetimes[root] = [min(lifetimes[root][0], lifetimes[index][0]), max(lifetimes[root][1], lifetimes[index][1])]
         order = sorted(index for index in lifetimes if index not in aliases)
-        requests = [planner.Request(math.prod(infos[i].shape) * infos[i].dtype.itemsize, *lifetimes[i]) for i in order]
+        # Spare elements after a planned tensor, where a kernel asked for them (Node.extend_input).
+        spare = {}
+        for tensor, elements in extensions.values():
+            root = aliases.get(tensor, tensor)
+            if root in lifetimes:
+                spare[root] = max(spare.get(root, 0), elements)
+        sizes = {i: math.prod(infos[i].shape) * infos[i].dtype.itemsize for i in order}
+        requests = [planner.Request(sizes[i] + spare.get(i, 0) * infos[i].dtype.itemsize, *lifetimes[i]) for i in order]
         offsets, total = planner.plan(requests, share=not self._preserve_all_tensors)
         arena = allocate((total,), np.dtype(np.uint8))
         self.arena_bytes = total
         self.intermediate_bytes = sum(r.size for r in requests)
-        arrays = {}
+        arrays, extended = {}, {}
         for index, offset, request in zip(order, offsets, requests):
             info = infos[index]
-            arrays[index] = arena[offset : offset + request.size].view(info.dtype).reshape(info.shape)
+            arrays[index] = arena[offset : offset + sizes[index]].view(info.dtype).reshape(info.shape)
+            if index in spare:
+                extended[index] = arena[offset : offset + request.size].view(info.dtype)
         for index, root in aliases.items():
             arrays[index] = arrays[root].reshape(infos[index].shape)
+            if root in extended:
+                extended[index] = extended[root]
         for index, info in infos.items():
             if index not in arrays and info.value is not None:
                 arrays[index] = info.value
@@ -170,7 +184,10 @@ class Interpreter:
         self._input_arrays = {index: arrays[index] for index in self._shapes}
         steps = [(operator, kernel, state) for operator, kernel, state in pending if operator.outputs[0] not in aliases]
         self._step_operators = [operator for operator, _kernel, _state in steps]
-        self._calls = [self._bind(operator, kernel, state, arrays) for operator, kernel, state in steps]
+        self._calls = [
+            self._bind(operator, kernel, state, arrays, extended.get(extensions.get(operator.index, (None,))[0]))
+            for operator, kernel, state in steps
+        ]
 
     @staticmethod
     def _view_aliases(infos, pending) -> dict[int, int]:
@@ -187,10 +204,10 @@ class Interpreter:
         return aliases
 
     @staticmethod
-    def _bind(operator, kernel, state, arrays):
+    def _bind(operator, kernel, state, arrays, extended=None):
         inputs, outputs = [None if i == -1 else arrays[i] for i in operator.inputs], [arrays[i] for i in operator.outputs]
         try:
-            return kernel.bound(state, inputs, outputs)
+            return kernel.bound(state, inputs, outputs, extended)
         except _KERNEL_ERRORS as error:
             raise LiteFormatError(f"operator {operator.index} ({operator.name}) cannot run on its planned tensors: {error}") from error
 

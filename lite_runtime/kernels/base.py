@@ -42,6 +42,16 @@ class Node:
         self.output_count, self.outputs = output_count, outputs  # outputs as the file declares them
         self.output_dtypes = [t.dtype for t in outputs]
         self._allocate = allocate
+        self.extended_input: tuple[int, int] | None = None  # (input position, spare elements): see extend_input
+
+    def extend_input(self, i: int, elements: int) -> None:
+        """Asks the planner for ``elements`` spare elements right after input ``i``'s bytes in the arena.
+
+        Granted only where that input is planned (not a constant); ``bind`` then gets ``extended``: the
+        input's elements followed by the spare ones, as one flat array. The spare elements belong to the
+        kernel but are not preserved between invokes (the arena reuses them outside the input's lifetime),
+        so the kernel writes them on every run. FULLY_CONNECTED uses one to add its bias inside the product."""
+        self.extended_input = (i, elements)
 
     def fail(self, message: str) -> LiteFormatError:
         return LiteFormatError(f"operator {self.index} ({self.name}): {message}")
@@ -102,10 +112,11 @@ class Kernel:
     shapes_only: bool = False
     bind: Callable | None = None
 
-    def bound(self, state, inputs: list, outputs: list) -> Callable[[], None]:
-        """The zero-argument call that runs this kernel on planned ``inputs`` into ``outputs``."""
+    def bound(self, state, inputs: list, outputs: list, extended=None) -> Callable[[], None]:
+        """The zero-argument call that runs this kernel on planned ``inputs`` into ``outputs``; ``extended``
+        is the input the kernel's ``prepare`` asked to extend (``Node.extend_input``), where granted."""
         if self.bind is not None:
-            return self.bind(state, inputs, outputs)
+            return self.bind(state, inputs, outputs) if extended is None else self.bind(state, inputs, outputs, extended=extended)
         return functools.partial(self.eval, state, inputs, outputs)
 
 
@@ -142,10 +153,10 @@ def by_tensor_type(float_kernel: Kernel | None, quantized_prepare: Callable) -> 
     def evaluate(state, inputs, outputs):
         state[0](state[1], inputs, outputs)
 
-    def bind(state, inputs, outputs):  # the picked kernel's own call, without this entry's dispatch
+    def bind(state, inputs, outputs, **extended):  # the picked kernel's own call, without this entry's dispatch
         picked = getattr(state[0], "bind", None)  # set on an eval made by ``bound_eval``
         if picked is not None:
-            return picked(state[1], inputs, outputs)
+            return picked(state[1], inputs, outputs, **extended)
         return functools.partial(state[0], state[1], inputs, outputs)
 
     return Kernel(prepare, evaluate, float_kernel is not None and float_kernel.shapes_only, bind)

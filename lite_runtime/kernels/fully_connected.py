@@ -37,15 +37,24 @@ def _prepare_fully_connected(node: Node):
     # run time is read as (1, units): equal ranks take NumPy's fast path, 3x at batch 1.
     constant_bias = node.tiled(bias.value, (rows, units), np.float32) if bias is not None and bias.value is not None else None
     act = activation(node, node.option("fused_activation_function"), (rows, units))
-    return [(shape, FLOAT32)], (rows, depth, units, matrix, bias is not None, constant_bias, act)
+    # One row, constant weights and bias: the bias becomes the matrix's last row, multiplied by a 1 the
+    # planner leaves room for after the input (Node.extend_input), so that sgemv adds it: one NumPy call less.
+    augmented = None
+    if rows == 1 and matrix is not None and constant_bias is not None:
+        augmented = node.scratch((units, depth + 1))
+        augmented[:, :depth], augmented[:, depth] = weights.value, bias.value
+        node.extend_input(0, 1)
+    return [(shape, FLOAT32)], (rows, depth, units, matrix, bias is not None, constant_bias, act, augmented)
 
 
-def _bind_fully_connected(state, inputs, outputs):
-    rows, depth, units, matrix, has_bias, constant_bias, act = state
+def _bind_fully_connected(state, inputs, outputs, extended=None):
+    rows, depth, units, matrix, has_bias, constant_bias, act, augmented = state
     x, out = inputs[0].reshape(rows, depth), outputs[0].reshape(rows, units)
     weights = inputs[1].T if matrix is None else matrix
     bias = (constant_bias if constant_bias is not None else inputs[2].reshape(1, units)) if has_bias else None
     dot, add = np.dot, np.add  # np.dot: a third less call overhead than np.matmul at batch 1, same BLAS
+    if extended is not None and augmented is not None:
+        return _bind_bias_in_product(extended, augmented.T, out, act)
 
     if bias is None and act is None:
         return functools.partial(dot, x, weights, out)
@@ -61,6 +70,27 @@ def _bind_fully_connected(state, inputs, outputs):
         dot(x, weights, out)
         if bias is not None:
             add(out, bias, out)
+        act(out)
+
+    return run_activated
+
+
+def _bind_bias_in_product(extended, matrix, out, act):
+    """One row times [weights; bias] with the input's spare element set to 1 (``extended``: input, then 1)."""
+    dot, one = np.dot, len(extended) - 1
+    row = extended.reshape(1, -1)
+
+    if act is None:
+
+        def run():
+            extended[one] = 1.0  # the arena lends this element to other tensors between runs
+            dot(row, matrix, out)
+
+        return run
+
+    def run_activated():
+        extended[one] = 1.0
+        dot(row, matrix, out)
         act(out)
 
     return run_activated

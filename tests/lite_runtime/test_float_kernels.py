@@ -89,6 +89,28 @@ def test_dense_matches_litert_at_one_and_many_rows(activation, rng):
     _check(model, (20,), rng, batches=(1, 6))
 
 
+def test_dense_chains_add_their_bias_in_the_product_run_after_run(rng):
+    """At one row each FULLY_CONNECTED multiplies [input, 1] by [weights; bias]: the 1 lives after the input in
+    the arena, where later tensors of the same run write too, so each run must put it back. Three dense layers
+    (the second's input slot is free again when the third writes) and runs on changing inputs show that it does."""
+    model = tf.keras.Sequential([tf.keras.Input((28, 28)), L.Flatten()]
+                                + [L.Dense(units, activation="relu", bias_initializer=BIAS) for units in (64, 48, 32)]
+                                + [L.Dense(10, bias_initializer=BIAS)])  # fmt: skip
+    data = to_lite(model)
+    interpreter = lite_runtime.Interpreter(model_content=data)
+    interpreter.allocate_tensors()
+    folded = [call for call in interpreter._calls if "_bind_bias_in_product" in call.__qualname__]
+    assert len(folded) == 4, "every one-row dense layer with a constant bias takes the bias-in-product path"
+    reference = litert.Interpreter(model_content=data)
+    reference.allocate_tensors()
+    for _ in range(3):
+        x = rng.standard_normal((1, 28, 28)).astype(np.float32)
+        reference.set_tensor(reference.get_input_details()[0]["index"], x)
+        reference.invoke()
+        expected = reference.get_tensor(reference.get_output_details()[0]["index"])
+        np.testing.assert_allclose(interpreter.run(x)[0], expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("scale", [0.01, 1.0, 30.0, 200.0])
 def test_softmax_matches_litert_from_tiny_to_overflowing_logits(scale, rng):
     """Logits x200 overflow exp without the max subtracted, and x0.01 sum below 1 with it: both the
