@@ -169,12 +169,15 @@ def _tensor(writer, tensor: LiteTensor) -> int:
 def _quantization(writer, quantization: Quantization | None):
     if quantization is None:
         return None
-    return writer.table(
+    scale = np.asarray(quantization.scale, dtype="<f4")
+    zero_point = np.asarray(quantization.zero_point, dtype="<i8")
+    key = ("QuantizationParameters", scale.tobytes(), zero_point.tobytes(), quantization.quantized_dimension)
+    return writer.shared(key, lambda: writer.table(
         "QuantizationParameters",
-        scale=writer.numbers(np.asarray(quantization.scale, dtype="<f4")),
-        zero_point=writer.numbers(np.asarray(quantization.zero_point, dtype="<i8")),
+        scale=writer.numbers(scale),
+        zero_point=writer.numbers(zero_point),
         quantized_dimension=quantization.quantized_dimension,
-    )
+    ))  # fmt: skip
 
 
 def _operator(writer, model: LiteModel, operator: LiteOperator) -> int:
@@ -206,6 +209,16 @@ class _Writer:
 
     def __init__(self, size_hint: int):
         self.builder = flatbuffers.Builder(size_hint)
+        # Equal vectors and quantization tables are written once and shared by offset (a flatbuffer is a
+        # DAG): per-channel zero points, all 0 and 8 bytes each, are a tenth of a small int8 model otherwise.
+        self._shared: dict = {}
+
+    def shared(self, key, write) -> int:
+        """The offset ``write()`` returned for an earlier equal ``key``, or a new one."""
+        offset = self._shared.get(key)
+        if offset is None:
+            offset = self._shared[key] = write()
+        return offset
 
     def table(self, table_name: str, /, **values) -> int:
         """Writes one table; fields left out or ``None`` are absent (readers see the schema default)."""
@@ -242,8 +255,8 @@ class _Writer:
         return self.numbers(np.asarray(list(values), dtype="<i4"))
 
     def numbers(self, array: np.ndarray) -> int:
-        """A vector of little-endian scalars."""
-        return self.builder.CreateNumpyVector(array)
+        """A vector of little-endian scalars (shared with an equal one written before)."""
+        return self.shared(("numbers", array.dtype.str, array.tobytes()), lambda: self.builder.CreateNumpyVector(array))
 
     def aligned_bytes(self, data: bytes) -> int:
         """A [ubyte] vector whose first byte lands on a ``BUFFER_ALIGNMENT`` boundary of the file.

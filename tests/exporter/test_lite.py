@@ -622,3 +622,25 @@ def test_quantization_parameters_are_written_where_given():
     assert tensors[0].quantization is None  # float tensors carry no table at all
     details = {d["name"]: d for d in litert.Interpreter(model_content=data).get_tensor_details()}
     np.testing.assert_array_equal(details["c"]["quantization_parameters"]["zero_points"], [0, 1, -1])
+
+
+def test_equal_quantization_parameters_are_written_once():
+    """Per-channel tables repeat (a weight's zero points, all 0, and its bias's; an activation's table and its
+    max-pool's): each distinct vector and table is written once and shared, and readers see every copy."""
+    channels = 64
+    model = _tiny_model()
+    model.buffers[1] = np.full(channels, 2, np.float32).tobytes()
+    for tensor in model.tensors:
+        tensor.shape = (channels,)
+    data_alone = serialize(model)
+    model.tensors[0].quantization = Quantization(scale=[0.5] * channels, zero_point=[0] * channels, quantized_dimension=0)
+    model.tensors[1].quantization = Quantization(scale=[0.25] * channels, zero_point=[0] * channels, quantized_dimension=0)
+    model.tensors[2].quantization = Quantization(scale=[0.25] * channels, zero_point=[0] * channels, quantized_dimension=0)
+    data = serialize(model)
+    assert check(data) == []
+    # Written apart, the three tables would add 3 * 64 * (4 + 8) bytes; shared, the two scale vectors and one
+    # zero-point vector add 64 * (4 + 4 + 8), plus the tables and their offsets.
+    assert len(data) - len(data_alone) < channels * 16 + 200
+    tensors = _read(data).subgraphs[0].tensors
+    assert [list(t.quantization.scale)[:1] for t in tensors[:3]] == [[0.5], [0.25], [0.25]]
+    assert all(list(t.quantization.zeroPoint) == [0] * channels for t in tensors[:3])
