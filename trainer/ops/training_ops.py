@@ -119,8 +119,8 @@ def adam_step_size_op(xp, iterations, learning_rate, *, beta_1, beta_2, dtype):
 def _elementwise_split(xp, update, arrays, passes: int) -> None:
     """Runs ``update(*arrays)`` over flat chunks of ``arrays`` on the intra-op threads when they are
     large and all C-contiguous (a flat view of any other array would be a copy, losing the writes)."""
-    if arrays[0].size < 2 or not all(a.flags.c_contiguous for a in arrays):
-        update(*arrays)
+    if passes * arrays[0].nbytes < parallel.MIN_SPLIT_BYTES or not all(a.flags.c_contiguous for a in arrays):
+        update(*arrays)  # too small to split (most variables): no flat views, no slicing
         return
     flat = [a.reshape(-1) for a in arrays]
     parallel.split(
