@@ -21,7 +21,9 @@ Spec.__doc__ = "What shape inference sees of a tensor: a plain shape tuple and a
 class Tensor:
     """A multi-dimensional array with a dtype, a (static) shape and a device, like ``tf.Tensor``."""
 
-    __slots__ = ("_value", "_static_shape", "_static_dtype", "_producer", "_keras_history", "__weakref__")
+    # _keras_logits: set (only) on a Keras softmax activation's output, as Keras 3 does; crossentropy losses
+    # then start from the logits (unset elsewhere: read it with getattr(tensor, "_keras_logits", None)).
+    __slots__ = ("_value", "_static_shape", "_static_dtype", "_producer", "_keras_history", "_keras_logits", "__weakref__")
     __array_ufunc__ = None  # numpy defers `ndarray + tensor` to Tensor.__radd__
     __array_priority__ = 100
     _is_variable = False

@@ -192,6 +192,17 @@ def _(name, rng):
     return OpCase([normal(rng, dims)], {"axis": int(rng.integers(0, len(dims)))})
 
 
+@case("sparse_softmax_cross_entropy_with_logits", "sparse_softmax_cross_entropy_grad")
+def _(name, rng):
+    dims = shape(rng, int(rng.integers(1, 4)))
+    logits = normal(rng, dims) * 3
+    labels = rng.integers(0, dims[-1], size=dims[:-1]).astype(rng.choice([np.int32, np.int64]))
+    if name == "sparse_softmax_cross_entropy_with_logits":
+        return OpCase([logits, labels])
+    unsupported = "the fused crossentropy gradient has no gradient of its own, as TensorFlow's"
+    return OpCase([logits, labels, normal(rng, dims[:-1])], gradient_unsupported=unsupported)
+
+
 @case("cast")
 def _(name, rng):
     # float64 -> float32 loses precision, so a larger step keeps the finite differences accurate.

@@ -48,7 +48,12 @@ def tanh(x):
 
 @_activation
 def softmax(x, axis=-1):
-    return nn_ops.softmax(x, axis)
+    """``exp(x) / sum(exp(x))`` along ``axis``. Over the last axis the output keeps ``x`` as its logits, as
+    Keras 3's does: a crossentropy loss on it then computes from the logits (log-softmax, no clipping)."""
+    output = nn_ops.softmax(x, axis)
+    if axis == -1 or axis == len(output.shape) - 1:
+        output._keras_logits = x
+    return output
 
 
 @_activation

@@ -96,6 +96,32 @@ def test_sparse_crossentropy_clips_tiny_probabilities():
     assert np.isfinite(expected).all() and expected[0] == pytest.approx(-np.log(EPS))
 
 
+def test_sparse_crossentropy_of_a_softmax_activation_starts_from_its_logits():
+    """As Keras 3: the softmax activation's output carries its logits, and the loss uses them, so a confidently
+    wrong prediction costs its full -log p instead of the clipped -log(1e-7), in a step and eagerly."""
+    logits = np.array([[40.0, 0.0, -5.0], [1.0, 2.0, 3.0]], np.float32)
+    probabilities = tf.keras.activations.softmax(tf.constant(logits))
+    expected = sparse_ce_reference(np.array([2, 0]), logits.astype(np.float64), True)
+    got = value(losses.sparse_categorical_crossentropy([2, 0], probabilities))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert got[0] > 40 > -np.log(EPS), "the first row's loss must not stop at the clipping floor"
+    plain = value(losses.sparse_categorical_crossentropy([2, 0], tf.constant(probabilities.numpy())))
+    assert plain[0] == pytest.approx(-np.log(EPS), rel=1e-4), "probabilities without logits are clipped"
+
+    @tf.function
+    def traced(y_true, z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            loss = tf.reduce_sum(losses.sparse_categorical_crossentropy(y_true, tf.keras.activations.softmax(z)))
+        return loss, tape.gradient(loss, z)
+
+    loss, gradient = traced(tf.constant([2, 0]), tf.constant(logits))
+    np.testing.assert_allclose(loss.numpy(), expected.sum(), rtol=1e-6)
+    softmax = np.exp(logits - logits.max(1, keepdims=True))
+    softmax /= softmax.sum(1, keepdims=True)
+    np.testing.assert_allclose(gradient.numpy(), softmax - np.eye(3)[[2, 0]], atol=1e-6)
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("from_logits", [False, True])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])

@@ -1,6 +1,7 @@
 """Crossentropy losses: sparse categorical, categorical and binary, as functions and classes.
 
-Keras 3's formulas: probabilities are clipped to ``[EPSILON, 1 - EPSILON]``; categorical
+Keras 3's formulas: probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` (but the output of a softmax
+activation carries its logits, and sparse crossentropy starts from those, as Keras 3 does); categorical
 crossentropy on probabilities first renormalizes them to sum to one along the class axis; binary
 crossentropy on probabilities is ``-(y log(p + EPSILON) + (1 - y) log(1 - p + EPSILON))`` (the
 TensorFlow backend's form); ``from_logits=True`` uses log-softmax and TensorFlow's overflow-free
@@ -101,10 +102,12 @@ def sparse_crossentropy_with_mask(
     if ignore_class is not None:
         valid = math_ops.not_equal(y_true, int(ignore_class))
         y_true = array_ops.where(valid, y_true, array_ops.zeros_like(y_true))
-    if from_logits:
-        # -sum(one_hot * log_softmax), the minus folded into the one-hot's on-value.
-        selector = array_ops.one_hot(y_true, depth, on_value=-1.0, off_value=0.0, dtype=y_pred.dtype)
-        losses = math_ops.reduce_sum(math_ops.multiply(selector, nn_ops.log_softmax(y_pred)), -1)
+    # Keras 3 computes from the logits when the predictions are a softmax activation's output (they carry
+    # them as ``_keras_logits``): no probability underflows to the clipping floor, and one fused op (and one
+    # for its gradient) replaces a dozen.
+    logits = y_pred if from_logits else getattr(y_pred, "_keras_logits", None)
+    if logits is not None:
+        losses = execute(nn_ops.sparse_softmax_cross_entropy_with_logits_op, (logits, y_true), {})
     else:
         # Keras renormalizes, clips and takes the log of every class, then keeps the labelled one;
         # doing that to the labelled class alone gives the same values with ops on N elements, not N*C.
