@@ -5,11 +5,15 @@ of an ``apply_adam`` or an im2col copy finish it in about half the time, as PyTo
 threads do. Splitting costs a hand-off (15-60 µs, more on a busy machine), so kernels split only
 above ``MIN_SPLIT_BYTES`` of memory traffic and only on NumPy (CuPy already runs on the device).
 
-The thread count is ``EMBERFLOW_NUM_THREADS`` when set, else the CPUs this process may run on,
-capped by ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` when those are set (the same budget the BLAS
-gets); ``tf.config.threading.set_intra_op_parallelism_threads(n)`` changes it at run time and ``1``
-turns splitting off. Every split writes disjoint slices, so results are bit-for-bit those of one
-thread.
+The thread count is ``EMBERFLOW_NUM_THREADS`` when set. Otherwise it is 1 while NumPy's BLAS runs
+its matrix products on several threads (the default), because the BLAS's idle workers spin for a
+while after each product and a worker of ours then competes with them for the same cores: in
+training, where products and element-wise kernels alternate, splitting made a CNN step 5-20% slower
+on 2 cores (same-process A/B of ``set_threads(1)`` and ``(2)``), although it pays off on an element-wise
+kernel alone. With a one-thread BLAS (``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``
+=1) the count is the CPUs this process may run on. ``tf.config.threading.set_intra_op_parallelism_threads(n)``
+changes it at run time, ``1`` turns splitting off. Every split writes disjoint slices, so results are
+bit-for-bit those of one thread.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ MIN_SPLIT_BYTES = 8 * 1024 * 1024
 
 
 def default_threads() -> int:
-    """``EMBERFLOW_NUM_THREADS``, else the CPUs available capped by the BLAS thread settings."""
+    """``EMBERFLOW_NUM_THREADS``; else the CPUs available when the BLAS was given one thread, and 1 when
+    the BLAS has the CPUs (see the module's docstring)."""
     configured = os.environ.get("EMBERFLOW_NUM_THREADS")
     if configured:
         return max(1, int(configured))
@@ -39,9 +44,8 @@ def default_threads() -> int:
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         value = os.environ.get(variable, "")
         if value.isdigit() and int(value) > 0:
-            available = min(available, int(value))
-            break
-    return max(1, available)
+            return max(1, available) if int(value) == 1 else 1
+    return 1
 
 
 class _Pool:
