@@ -2,7 +2,8 @@
 
 "emberflow" runs ``fit`` with traced train steps (the default, as in Keras); "emberflow-eager" runs the
 same model with ``run_eagerly=True``. Every system trains the same architecture on the same real MNIST subset (4,000 training images) with
-Adam and sparse categorical cross-entropy, pinned to the same number of threads, in one process.
+Adam and sparse categorical cross-entropy, pinned to the same number of threads, each system in a
+process of its own started by the same run (another framework's idle thread pool must not take its cores).
 Throughput is one epoch of the system's idiomatic training loop (``fit`` for emberflow and Keras; for
 PyTorch both a lean loop that indexes preloaded tensors ("pytorch") and the tutorial form with a
 ``DataLoader`` ("pytorch-dataloader")) after a warm-up epoch, best of several.
@@ -10,7 +11,12 @@ PyTorch both a lean loop that indexes preloaded tensors ("pytorch") and the tuto
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 
@@ -216,53 +222,80 @@ def _gpu_present() -> bool:
     return backend.gpu_available()
 
 
-def run(quick: bool = False, systems=None, log=print) -> list[Row]:
-    systems = tuple(systems or CPU_SYSTEMS + (GPU_SYSTEMS if _gpu_present() else ()))
-    (x_train, y_train), (x_test, y_test) = mnist_subset()
-    repeats = 1 if quick else 3
-    rows: list[Row] = []
+def _cases(systems) -> list[tuple[str, int]]:
     cases = [("mlp", 32), ("mlp", 128), ("cnn", 32), ("cnn", 128)]
     if set(systems) & set(GPU_SYSTEMS):
         cases += [("mlp", 512), ("cnn", 512)]  # where a GPU earns its keep
-    epochs_for_accuracy = {"mlp": 5, "cnn": 3}
+    return cases
+
+
+def _measure(system: str, cases, quick: bool, log) -> list[Row]:
+    """Every case of one system, in this process."""
+    (x_train, y_train), (x_test, y_test) = mnist_subset()
+    repeats = 1 if quick else 3
+    rows: list[Row] = []
     for kind, batch in cases:
         x = x_train if kind == "mlp" else x_train.reshape(-1, 28, 28, 1)
-        for system in systems:
-            case = f"{kind} batch {batch}"
-            log(f"[training] {case}: {system} ...")
-            try:
-                if system == "emberflow":
-                    value = _fit_system(lambda: _emberflow_model(kind), x, y_train, batch, repeats)
-                elif system == "emberflow-gpu":
-                    value = _on_gpu(_fit_system)(lambda: _emberflow_model(kind), x, y_train, batch, repeats)
-                elif system == "pytorch-cuda":
-                    value = _torch_throughput(kind, x_train, y_train, batch, repeats, device="cuda")
-                elif system == "emberflow-eager":
-                    value = _fit_system(lambda: _emberflow_model(kind, run_eagerly=True), x, y_train, batch, repeats)
-                elif system == "keras":
-                    value = _fit_system(lambda: _keras_model(kind), x, y_train, batch, repeats)
-                elif system == "pytorch-dataloader":
-                    value = _torch_loader_throughput(kind, x_train, y_train, batch, repeats)
-                else:
-                    value = _torch_throughput(kind, x_train, y_train, batch, repeats)
-                rows.append(Row(SUITE, case, system, "train throughput", value, "samples/s"))
-            except ImportError as error:
-                rows.append(peer_missing(SUITE, case, system, "train throughput", "samples/s", error))
-    if not quick:
-        for kind, epochs in epochs_for_accuracy.items():
-            x = x_train if kind == "mlp" else x_train.reshape(-1, 28, 28, 1)
-            xt = x_test if kind == "mlp" else x_test.reshape(-1, 28, 28, 1)
-            for system in (s for s in systems if s not in ("emberflow-eager", "pytorch-dataloader") + GPU_SYSTEMS):
-                case = f"{kind} {epochs} epochs batch 32"
-                log(f"[training] accuracy {case}: {system} ...")
-                try:
-                    if system == "emberflow":
-                        value = _fit_accuracy(lambda: _emberflow_model(kind), x, y_train, xt, y_test, epochs)
-                    elif system == "keras":
-                        value = _fit_accuracy(lambda: _keras_model(kind), x, y_train, xt, y_test, epochs)
-                    else:
-                        value = _torch_accuracy(kind, x_train, y_train, x_test, y_test, epochs)
-                    rows.append(Row(SUITE, case, system, "test accuracy", value, "fraction"))
-                except ImportError as error:
-                    rows.append(peer_missing(SUITE, case, system, "test accuracy", "fraction", error))
+        case = f"{kind} batch {batch}"
+        log(f"[training] {case}: {system} ...")
+        try:
+            if system == "emberflow":
+                value = _fit_system(lambda: _emberflow_model(kind), x, y_train, batch, repeats)
+            elif system == "emberflow-gpu":
+                value = _on_gpu(_fit_system)(lambda: _emberflow_model(kind), x, y_train, batch, repeats)
+            elif system == "pytorch-cuda":
+                value = _torch_throughput(kind, x_train, y_train, batch, repeats, device="cuda")
+            elif system == "emberflow-eager":
+                value = _fit_system(lambda: _emberflow_model(kind, run_eagerly=True), x, y_train, batch, repeats)
+            elif system == "keras":
+                value = _fit_system(lambda: _keras_model(kind), x, y_train, batch, repeats)
+            elif system == "pytorch-dataloader":
+                value = _torch_loader_throughput(kind, x_train, y_train, batch, repeats)
+            else:
+                value = _torch_throughput(kind, x_train, y_train, batch, repeats)
+            rows.append(Row(SUITE, case, system, "train throughput", value, "samples/s"))
+        except ImportError as error:
+            rows.append(peer_missing(SUITE, case, system, "train throughput", "samples/s", error))
+    if quick or system in ("emberflow-eager", "pytorch-dataloader") + GPU_SYSTEMS:
+        return rows
+    for kind, epochs in {"mlp": 5, "cnn": 3}.items():
+        x = x_train if kind == "mlp" else x_train.reshape(-1, 28, 28, 1)
+        xt = x_test if kind == "mlp" else x_test.reshape(-1, 28, 28, 1)
+        case = f"{kind} {epochs} epochs batch 32"
+        log(f"[training] accuracy {case}: {system} ...")
+        try:
+            if system == "emberflow":
+                value = _fit_accuracy(lambda: _emberflow_model(kind), x, y_train, xt, y_test, epochs)
+            elif system == "keras":
+                value = _fit_accuracy(lambda: _keras_model(kind), x, y_train, xt, y_test, epochs)
+            else:
+                value = _torch_accuracy(kind, x_train, y_train, x_test, y_test, epochs)
+            rows.append(Row(SUITE, case, system, "test accuracy", value, "fraction"))
+        except ImportError as error:
+            rows.append(peer_missing(SUITE, case, system, "test accuracy", "fraction", error))
     return rows
+
+
+def _child(system: str, cases_json: str, quick: str) -> None:
+    """Entry point of one system's process: its rows as JSON on stdout, progress on stderr."""
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    cases = [tuple(case) for case in json.loads(cases_json)]
+    print(json.dumps([asdict(row) for row in _measure(system, cases, quick == "1", log)]))
+
+
+def run(quick: bool = False, systems=None, log=print) -> list[Row]:
+    """Each system runs in a process of its own: an idle framework's spinning worker threads (TensorFlow's
+    and PyTorch's pools, OpenBLAS's) would otherwise take cores from whichever system runs after it."""
+    systems = tuple(systems or CPU_SYSTEMS + (GPU_SYSTEMS if _gpu_present() else ()))
+    cases = _cases(systems)
+    rows: list[Row] = []
+    for system in systems:
+        command = [sys.executable, "-c", "import sys; from benchmarks.training import _child; _child(*sys.argv[1:])",
+                   system, json.dumps(cases), "1" if quick else "0"]  # fmt: skip
+        log(f"[training] {system}: a fresh process")
+        done = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+        if done.returncode != 0:
+            raise RuntimeError(f"the training benchmark of {system} failed (exit {done.returncode}); its output is above")
+        rows += [Row(**fields) for fields in json.loads(done.stdout.strip().splitlines()[-1])]
+    order = {case: i for i, case in enumerate(dict.fromkeys(row.case for row in rows))}
+    return sorted(rows, key=lambda row: (row.metric != "train throughput", order[row.case], systems.index(row.system)))
