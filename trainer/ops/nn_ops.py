@@ -97,22 +97,26 @@ def _(node, grad):
 
 
 def _sparse_crossentropy_infer(logits: Spec, labels: Spec, *grad: Spec) -> Spec:
-    require_floating("sparse_softmax_cross_entropy_with_logits", logits)
+    """The per-row loss [...] of logits [..., classes] and integer labels [...]; with ``grad`` (the
+    gradient op), the logits' gradient [..., classes]."""
+    name = "sparse_softmax_cross_entropy_grad" if grad else "sparse_softmax_cross_entropy_with_logits"
+    require_floating(name, logits)
     if not logits.shape or not labels.dtype.is_integer:
         raise OpError(
-            f"op 'sparse_softmax_cross_entropy_with_logits': needs logits [..., classes] and integer labels [...], "
+            f"op '{name}': needs logits [..., classes] and integer labels [...], "
             f"got logits {logits.shape} and {labels.dtype.name} labels"
         )
-    if len(labels.shape) != len(logits.shape) - 1 or not all(
-        a is None or b is None or a == b for a, b in zip(labels.shape, logits.shape)
-    ):
-        raise OpError(f"op 'sparse_softmax_cross_entropy_with_logits': labels {labels.shape} do not match logits {logits.shape}")
+    for what, spec in (("labels", labels), *(("gradient", g) for g in grad)):
+        if len(spec.shape) != len(logits.shape) - 1 or not all(
+            a is None or b is None or a == b for a, b in zip(spec.shape, logits.shape)
+        ):
+            raise OpError(f"op '{name}': {what} {spec.shape} do not match logits {logits.shape}")
     return Spec(logits.shape, logits.dtype) if grad else Spec(logits.shape[:-1], logits.dtype)
 
 
 def _at_labels(xp, rows, labels):
-    """The element of each row of ``rows`` (a 2-D view) at its label: a fancy index, 3x cheaper than
-    ``take_along_axis`` on a batch of ten classes."""
+    """The index (row numbers, labels) of each row's labelled element in ``rows`` (a 2-D view): a fancy
+    index, 3x cheaper than ``take_along_axis`` on a batch of ten classes."""
     return xp.arange(rows.shape[0]), labels.reshape(-1)
 
 
