@@ -184,10 +184,11 @@ class Interpreter:
         self._input_arrays = {index: arrays[index] for index in self._shapes}
         steps = [(operator, kernel, state) for operator, kernel, state in pending if operator.outputs[0] not in aliases]
         self._step_operators = [operator for operator, _kernel, _state in steps]
-        self._calls = [
-            self._bind(operator, kernel, state, arrays, extended.get(extensions.get(operator.index, (None,))[0]))
-            for operator, kernel, state in steps
-        ]
+        def extended_input(operator):  # the input the kernel asked to extend, with its spare elements, if granted
+            tensor, _elements = extensions.get(operator.index, (None, 0))
+            return extended.get(tensor)
+
+        self._calls = [self._bind(operator, kernel, state, arrays, extended_input(operator)) for operator, kernel, state in steps]
 
     @staticmethod
     def _view_aliases(infos, pending) -> dict[int, int]:
