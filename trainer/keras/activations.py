@@ -38,7 +38,10 @@ def leaky_relu(x, negative_slope=0.2):
 
 @_activation
 def sigmoid(x):
-    return math_ops.sigmoid(x)
+    """``1 / (1 + exp(-x))``; the output keeps ``x`` as its logits, as Keras 3's does, for binary crossentropy."""
+    output = math_ops.sigmoid(x)
+    output._keras_logits = x
+    return output
 
 
 @_activation

@@ -122,6 +122,18 @@ def test_sparse_crossentropy_of_a_softmax_activation_starts_from_its_logits():
     np.testing.assert_allclose(gradient.numpy(), softmax - np.eye(3)[[2, 0]], atol=1e-6)
 
 
+def test_categorical_and_binary_crossentropy_of_activations_start_from_their_logits():
+    logits = np.array([[40.0, 0.0, -5.0], [1.0, 2.0, 3.0]], np.float32)
+    one_hot = np.eye(3, dtype=np.float32)[[2, 0]]
+    from_softmax = value(losses.categorical_crossentropy(one_hot, tf.keras.activations.softmax(tf.constant(logits))))
+    np.testing.assert_allclose(from_softmax, value(losses.categorical_crossentropy(one_hot, logits, from_logits=True)), rtol=1e-6)
+    assert from_softmax[0] > 40, "not clipped at -log(1e-7)"
+    targets = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]], np.float32)
+    from_sigmoid = value(losses.binary_crossentropy(targets, tf.keras.activations.sigmoid(tf.constant(logits))))
+    np.testing.assert_allclose(from_sigmoid, value(losses.binary_crossentropy(targets, logits, from_logits=True)), rtol=1e-6)
+    assert from_sigmoid[0] > 40 / 3, "the first row's -log(sigmoid(-40)) term is not clipped either"
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("from_logits", [False, True])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])

@@ -1,7 +1,7 @@
 """Crossentropy losses: sparse categorical, categorical and binary, as functions and classes.
 
-Keras 3's formulas: probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` (but the output of a softmax
-activation carries its logits, and sparse crossentropy starts from those, as Keras 3 does); categorical
+Keras 3's formulas: probabilities are clipped to ``[EPSILON, 1 - EPSILON]`` (but the output of a softmax or
+sigmoid activation carries its logits, and the losses start from those, as Keras 3 does); categorical
 crossentropy on probabilities first renormalizes them to sum to one along the class axis; binary
 crossentropy on probabilities is ``-(y log(p + EPSILON) + (1 - y) log(1 - p + EPSILON))`` (the
 TensorFlow backend's form); ``from_logits=True`` uses log-softmax and TensorFlow's overflow-free
@@ -120,6 +120,13 @@ def sparse_crossentropy_with_mask(
     return losses, valid
 
 
+def _logits_of(y_pred, axis):
+    """The logits a softmax activation left on its output over the class axis (see ``activations.softmax``)."""
+    logits = getattr(y_pred, "_keras_logits", None)
+    rank = len(y_pred.shape.as_tuple())
+    return logits if logits is not None and axis in (-1, rank - 1) else None
+
+
 @keras_serializable("losses")
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None, axis=-1):
     """Crossentropy between integer class labels and per-class predictions, one value per sample.
@@ -166,8 +173,9 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         )
     if label_smoothing:
         y_true = math_ops.add(math_ops.multiply(y_true, 1.0 - label_smoothing), label_smoothing / true_shape[-1])
-    if from_logits:
-        log_probabilities = nn_ops.log_softmax(y_pred, axis)
+    logits = y_pred if from_logits else _logits_of(y_pred, axis)
+    if logits is not None:
+        log_probabilities = nn_ops.log_softmax(logits, axis)
     else:
         probabilities = math_ops.divide(y_pred, math_ops.reduce_sum(y_pred, axis, keepdims=True))
         log_probabilities = math_ops.log(array_ops.clip_by_value(probabilities, EPSILON, 1.0 - EPSILON))
@@ -193,8 +201,9 @@ def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, 
         )
     if label_smoothing:
         y_true = math_ops.add(math_ops.multiply(y_true, 1.0 - label_smoothing), 0.5 * label_smoothing)
-    if from_logits:
-        losses = nn_ops.sigmoid_cross_entropy_with_logits(labels=y_true, logits=y_pred)
+    logits = y_pred if from_logits else getattr(y_pred, "_keras_logits", None)
+    if logits is not None and logits.shape.as_tuple() == y_pred.shape.as_tuple():
+        losses = nn_ops.sigmoid_cross_entropy_with_logits(labels=y_true, logits=logits)
     else:
         p = array_ops.clip_by_value(y_pred, EPSILON, 1.0 - EPSILON)
         positive = math_ops.multiply(y_true, math_ops.log(math_ops.add(p, EPSILON)))
