@@ -268,6 +268,25 @@ def test_simplify_drops_broadcasts_the_elementwise_op_does_itself():
     assert_same_outputs(before, after)
 
 
+def test_simplify_drops_reductions_of_scalars_and_folding_runs_again_after_it():
+    def function(x):  # x: (3,)
+        total = tf.reduce_sum(x)
+        constant = execute(broadcast_like_op, (tf.constant([1.0, 2.0, 3.0]), x), {})  # a view simplify drops
+        return tf.reduce_sum(total), tf.reduce_max(total * 2.0), tf.reduce_sum(constant) + total
+
+    before = trace(function, [3])
+    after, report = simplify(before)
+    after.check()
+    assert count(before, "reduce_sum") + count(before, "reduce_max") == 4
+    assert count(after, "reduce_sum") == 2 and count(after, "reduce_max") == 0  # the sum of x and of the constant
+    assert any("reductions of scalars" in line for line in report.changes)
+    assert_same_outputs(before, after)
+    optimized, reports = optimize(before)
+    folded = [r for r in reports if r.name == "constant-folding"]
+    assert len(folded) == 2 and count(optimized, "reduce_sum") == 1, "the constant's sum folds once simplified"
+    assert_same_outputs(before, optimized)
+
+
 def test_simplify_drops_broadcasts_in_training_graphs():
     model = tf.keras.Sequential([tf.keras.Input(shape=(5,)), tf.keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -520,7 +539,7 @@ def test_pipeline_turns_the_mlp_into_fused_dense_layers():
     after.check()
     assert op_names(after) == ["reshape", "fused_matmul", "fused_matmul", "softmax"]
     assert [node.attrs.get("activation") for node in after.nodes[1:3]] == ["relu", "none"]
-    names = ["dead-nodes", "constant-folding", "simplify", "cse", "batch-norm-folding", "fusion"]
+    names = ["dead-nodes", "constant-folding", "simplify", "constant-folding", "cse", "batch-norm-folding", "fusion"]
     assert [r.name for r in reports] == names + ["dead-nodes", "memory-schedule"]  # no training-only passes
     _, training_reports = optimize(graph, for_inference=False)
     assert [r.name for r in training_reports] == [

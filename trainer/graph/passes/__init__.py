@@ -26,7 +26,8 @@ from trainer.graph.passes.shared_patches import share_patches
 from trainer.graph.passes.simplify import simplify
 
 # Folding first makes constants that simplification recognizes (``x * ones``); simplification
-# removes identities, which lets repeated expressions meet; batch norms fold into plain ops, which
+# removes identities, which can leave nodes reading only constants (a sum of a broadcast constant),
+# so folding runs again; that lets repeated expressions meet; batch norms fold into plain ops, which
 # fusion then fuses with their activations; in training graphs, each fused convolution then shares
 # its patches with its filter gradient, and ReLU masks move before unpooling (their forward pooling
 # is by then the one value CSE left); scheduling goes last, over the final nodes.
@@ -34,6 +35,7 @@ DEFAULT_PASSES = (
     eliminate_dead_nodes,
     fold_constants,
     simplify,
+    fold_constants,
     eliminate_common_subexpressions,
     fold_batch_norms,
     fuse,

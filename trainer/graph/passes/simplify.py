@@ -190,6 +190,12 @@ def _identity(node):
     return node.inputs[0]
 
 
+@_rule("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", label="removed reductions of scalars")
+def _reduction_of_a_scalar(node):
+    x = node.inputs[0]
+    return x if x.shape == () and node.outputs[0].shape == () and x.dtype is node.outputs[0].dtype else None
+
+
 # -- broadcasts ----------------------------------------------------------------------------------------------
 # Gradients of reductions and of broadcasting ops spread a value over a shape with ``broadcast_like``;
 # NumPy builds each such view in Python (several microseconds), while the elementwise op reading it
