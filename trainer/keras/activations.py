@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from trainer.keras.saving.registration import keras_serializable, lookup
 from trainer.ops import math_ops, nn_ops
+from trainer.tensor import convert_to_tensor
 
 
 def _activation(function):
@@ -39,6 +40,7 @@ def leaky_relu(x, negative_slope=0.2):
 @_activation
 def sigmoid(x):
     """``1 / (1 + exp(-x))``; the output keeps ``x`` as its logits, as Keras 3's does, for binary crossentropy."""
+    x = convert_to_tensor(x)
     output = math_ops.sigmoid(x)
     output._keras_logits = x
     return output
@@ -53,6 +55,7 @@ def tanh(x):
 def softmax(x, axis=-1):
     """``exp(x) / sum(exp(x))`` along ``axis``. Over the last axis the output keeps ``x`` as its logits, as
     Keras 3's does: a crossentropy loss on it then computes from the logits (log-softmax, no clipping)."""
+    x = convert_to_tensor(x)
     output = nn_ops.softmax(x, axis)
     if axis == -1 or axis == len(output.shape) - 1:
         output._keras_logits = x
