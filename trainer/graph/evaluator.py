@@ -68,10 +68,8 @@ class Executable:
 
 
 def _on_module(array, xp):
-    """``array`` as an array of the module ``xp`` (NumPy or CuPy), copied across devices if it must be."""
-    if array is None or backend.module_of(array) is xp:
-        return array
-    return backend.to_numpy(array) if xp is np else xp.asarray(array)
+    """``array`` on the device of the array module ``xp`` (a copy only where it lives elsewhere)."""
+    return None if array is None else backend.to_device(array, backend.CPU if xp is np else backend.GPU)
 
 
 def _generate(graph: Graph) -> tuple[str, tuple[dict, dict]]:
