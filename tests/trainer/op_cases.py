@@ -516,6 +516,47 @@ def _(name, rng):
     return OpCase([x, pooled, normal(rng, pooled.shape)], attrs, fixed=(0, 1))
 
 
+@case("conv2d_phase_patches")
+def _(name, rng):
+    image, kernel, strides, dilations, padding, out = _window_case(rng)
+    # A pool no larger than the output along each axis, so that every phase has a pixel.
+    pool = tuple(int(rng.integers(1, min(size, 2) + 1)) for size in out)
+    attrs = {"ksize": kernel, "strides": strides, "padding": padding, "dilations": dilations, "pool": pool}
+    return OpCase([normal(rng, image)], attrs)
+
+
+def _phases_case(rng):
+    """A phase-major stack (phases, N, H, W, C) with distinct values, so that each maximum is unique."""
+    phases = int(rng.integers(1, 5))
+    shape = (phases, int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    return distinct(rng, shape)
+
+
+@case("max_pool_phases")
+def _(name, rng):
+    return OpCase([_phases_case(rng)])
+
+
+@case("unpool_phases", "pick_phases")
+def _(name, rng):
+    stacked = _phases_case(rng)
+    argmax = stacked.argmax(axis=0).astype(np.int8)
+    if name == "pick_phases":
+        return OpCase([argmax, stacked], fixed=(0,))
+    return OpCase([argmax, normal(rng, stacked.shape[1:])], {"phases": stacked.shape[0]}, fixed=(0,))
+
+
+@case("interleave_phases", "deinterleave_phases")
+def _(name, rng):
+    pool = tuple(int(p) for p in rng.integers(1, 3, size=2))
+    rows, cols = (int(n) for n in rng.integers(1, 4, size=2))
+    size = (rows * pool[0] + int(rng.integers(0, 2)), cols * pool[1] + int(rng.integers(0, 2)))
+    batch, channels = (int(n) for n in rng.integers(1, 3, size=2))
+    if name == "interleave_phases":
+        return OpCase([normal(rng, (pool[0] * pool[1], batch, rows, cols, channels))], {"pool": pool, "size": size})
+    return OpCase([normal(rng, (batch, *size, channels))], {"pool": pool, "rows": rows, "cols": cols})
+
+
 # -- control flow: the subgraphs come from tracing tf.cond / tf.while_loop on the case's inputs ----------
 
 

@@ -39,7 +39,13 @@ def _case(name, seed):
 
 
 def _run(name, arrays, attrs):
-    return execute(REGISTRY[name], [tf.constant(array) for array in arrays], attrs)
+    return _differentiated(execute(REGISTRY[name], [tf.constant(array) for array in arrays], attrs))
+
+
+def _differentiated(output):
+    """The output the checks differentiate: the first of an op with several (``max_pool_phases``'
+    maximum; its other output, an index, has no gradient)."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 def numerical_gradients(function, arrays, positions, epsilon) -> list:
@@ -70,7 +76,7 @@ def tape_gradients(name, arrays, attrs, cotangent, positions) -> list:
     with tf.GradientTape() as tape:
         for position in positions:
             tape.watch(tensors[position])
-        output = execute(REGISTRY[name], tensors, attrs)
+        output = _differentiated(execute(REGISTRY[name], tensors, attrs))
     seed = tf.constant(cotangent.astype(output.dtype.as_numpy_dtype))
     gradients = tape.gradient(output, [tensors[p] for p in positions], output_gradients=seed)
     return _as_arrays(gradients, arrays, positions)

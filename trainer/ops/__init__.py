@@ -7,6 +7,7 @@ from trainer.ops import (  # noqa: F401 - registration side effects
     math_ops,
     nn_ops,
     patch_ops,
+    phase_ops,
     pool_grad_ops,
     random_ops,
     training_ops,

@@ -24,6 +24,7 @@ from trainer.graph.passes import (
     mask_before_unpooling,
     optimize,
     peak_live_bytes,
+    pool_by_phases,
     schedule_for_memory,
     share_patches,
     simplify,
@@ -360,6 +361,68 @@ def test_pooling_gradients_reuse_the_forward_maximum_with_equal_results(ksize, s
     np.testing.assert_array_equal(Executable(after).run(x)[0], Executable(before).run(x)[0])
 
 
+# -- phase pooling -------------------------------------------------------------------------------------------------
+
+
+def _conv_pool_step(image, pool, activation="relu", extra_output=False, strides=None):
+    """A traced training step of Conv2D -> MaxPool -> Conv2D -> MaxPool -> Dense, optimized up to (not
+    including) phase pooling; returns it and its variables."""
+    layers = tf.keras.layers
+    model = tf.keras.Sequential([
+        tf.keras.Input(shape=image),
+        layers.Conv2D(4, 3, activation=activation),
+        layers.MaxPooling2D(pool, strides),
+        layers.Conv2D(5, 2, activation=activation),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(3),
+    ])  # fmt: skip
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            convolved = y = model.layers[0](x)
+            for layer in model.layers[1:]:
+                y = layer(y)
+            loss = tf.reduce_sum(tf.square(y))
+        gradients = tape.gradient(loss, model.trainable_variables)
+        return (loss, *gradients, convolved) if extra_output else (loss, *gradients)
+
+    graph = trace(step, [3, *image])  # a known batch, as fit traces it: the bias gradients simplify away
+    passes = [p for p in optimize.__defaults__[0] if p.__name__ not in ("pool_by_phases", "schedule_for_memory")]
+    before, _ = optimize(graph, passes, for_inference=False)
+    return before
+
+
+@pytest.mark.parametrize("image, pool", [((12, 12, 2), 2), ((11, 9, 1), 2), ((14, 13, 3), 3)])
+def test_convolutions_pool_by_phases_with_the_same_step(image, pool):
+    before = _conv_pool_step(image, pool)
+    assert count(before, "max_pool2d_grad_from_output") == 2
+    after, report = pool_by_phases(before)
+    after.check()
+    assert count(after, "max_pool2d") == count(after, "max_pool2d_grad_from_output") == 0
+    assert count(after, "max_pool_phases") == 2 and count(after, "conv2d_phase_patches") == 2
+    assert count(after, "interleave_phases") == 1  # only the second convolution's input needs a gradient
+    assert report.changes == [f"pooled 2 convolutions by phases: {', '.join(f'{v} max_pool2d' for v in _pool_refs(before))}"]
+    x = RNG.standard_normal((3, *image)).astype(np.float32)
+    x[:, : image[0] // 2] = 0  # flat regions: every member of their windows ties
+    assert_same_outputs(before, after, [x], rtol=1e-5, atol=1e-5)
+
+
+def _pool_refs(graph):
+    return [node.outputs[0].ref for node in graph.nodes if node.op.name == "max_pool2d"]
+
+
+def test_phase_pooling_needs_a_tiling_pool_a_relu_and_an_image_read_by_the_pool_alone():
+    for kwargs in ({"extra_output": True}, {"activation": "tanh"}):
+        before = _conv_pool_step((8, 8, 1), 2, **kwargs)
+        after, report = pool_by_phases(before)
+        # The first convolution's image is returned, or its activation's gradient needs the whole image.
+        assert count(after, "max_pool_phases") == (1 if kwargs.get("extra_output") else 0)
+    overlapping = _conv_pool_step((12, 12, 1), 3, strides=2)  # the first pool's windows overlap
+    after, _ = pool_by_phases(overlapping)
+    assert count(after, "max_pool_phases") == 1
+
+
 # -- shared patches ------------------------------------------------------------------------------------------------
 
 
@@ -544,7 +607,7 @@ def test_pipeline_turns_the_mlp_into_fused_dense_layers():
     _, training_reports = optimize(graph, for_inference=False)
     assert [r.name for r in training_reports] == [
         name for name in names if name != "batch-norm-folding"
-    ] + ["shared-patches", "pooling-gradients", "dead-nodes", "memory-schedule"]
+    ] + ["shared-patches", "pooling-gradients", "phase-pooling", "dead-nodes", "memory-schedule"]
     assert str(graph) == text, "optimize must not edit the graph it is given"
     assert_same_outputs(graph, after)
 

@@ -19,6 +19,7 @@ from trainer.graph.passes.common_subexpressions import eliminate_common_subexpre
 from trainer.graph.passes.constant_folding import fold_constants
 from trainer.graph.passes.dead_nodes import eliminate_dead_nodes
 from trainer.graph.passes.fusion import fuse
+from trainer.graph.passes.phase_pooling import pool_by_phases
 from trainer.graph.passes.pooling_gradients import mask_before_unpooling
 from trainer.graph.passes.rewrite import PassReport, copy_graph
 from trainer.graph.passes.schedule import peak_live_bytes, schedule_for_memory
@@ -41,6 +42,7 @@ DEFAULT_PASSES = (
     fuse,
     share_patches,
     mask_before_unpooling,
+    pool_by_phases,
     eliminate_dead_nodes,
     schedule_for_memory,
 )
@@ -78,6 +80,7 @@ __all__ = [
     "fold_batch_norms",
     "fold_constants",
     "fuse",
+    "pool_by_phases",
     "mask_before_unpooling",
     "optimize",
     "peak_live_bytes",

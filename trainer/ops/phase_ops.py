@@ -1,0 +1,248 @@
+"""Convolution followed by a tiling max pool, computed in phase-major order (training graphs only).
+
+A ``ph x pw`` max pool with strides equal to its size reads each convolution output pixel once, at
+window position ``(a, b) = (h % ph, w % pw)``: its *phase*. Laid out NHWC, the ``ph * pw`` members of a
+window sit ``C`` floats apart, so every pooling kernel, forward and backward, walks strided views in
+``C``-long runs (32 floats for a typical first layer), and NumPy pays its per-run overhead thousands of
+times per op. Gathering the convolution's patches phase by phase instead makes the product come out
+as ``ph * pw`` contiguous images, one per phase, and pooling them is plain element-wise work:
+
+* ``conv2d_phase_patches(x)`` — im2col rows ordered ``(a, b, n, oh, ow)``: shape
+  ``(ph * pw, N, OH // ph, OW // pw, kh * kw * C)``; output pixels no window reads (the last row or
+  column of an odd size under "VALID" pooling) are not gathered at all;
+* ``max_pool_phases(y)`` — the maximum over the phase axis and the index of its first occurrence
+  (TensorFlow's ``MaxPoolGrad`` sends a window's gradient to the first of equal maxima, row-major);
+* ``unpool_phases(argmax, grad)`` — each window's gradient back on the phase that won, zeros elsewhere;
+* ``pick_phases(argmax, y)`` — the element of the winning phase (``unpool_phases``'s adjoint).
+
+The graph optimizer (``trainer/graph/passes/phase_pooling.py``) rewrites a training step's
+convolution + max pool, and their gradients, into these ops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainer import dtypes
+from trainer.ops import array_ops, conv_ops, patch_ops
+from trainer.ops.registry import OpError, Spec, execute, register, require_floating
+
+
+def _phase_count(op_name: str, pool) -> int:
+    if len(pool) != 2 or min(pool) < 1:
+        raise OpError(f"op '{op_name}': pool must be two positive sizes, got {pool!r}")
+    return pool[0] * pool[1]
+
+
+def _index_dtype(phases: int):
+    return dtypes.int8 if phases < 128 else dtypes.int32
+
+
+# -- conv2d_phase_patches -----------------------------------------------------------------------------
+
+
+def _phase_patches_infer(x: Spec, *, ksize, strides, padding, dilations, pool) -> Spec:
+    require_floating("conv2d_phase_patches", x)
+    phases = _phase_count("conv2d_phase_patches", pool)
+    geometry = conv_ops._geometry(x.shape, ksize, strides, dilations, padding)
+    rows, cols = geometry.rows.size, geometry.cols.size
+    channels = x.shape[3]
+    depth = None if channels is None else ksize[0] * ksize[1] * channels
+    return Spec(
+        (phases, x.shape[0], None if rows is None else rows // pool[0], None if cols is None else cols // pool[1], depth),
+        x.dtype,
+    )
+
+
+@register("conv2d_phase_patches", infer=_phase_patches_infer, training_only=True)
+def conv2d_phase_patches_op(xp, x, *, ksize, strides, padding, dilations, pool):
+    """``conv2d_patches(x)`` of the output pixels a ``pool``-sized tiling window reads, phase-major:
+    ``[a * pw + b, n, oh, ow]`` is the patch row of output pixel ``(oh * ph + a, ow * pw + b)``."""
+    geometry = conv_ops._geometry(x.shape, ksize, strides, dilations, padding)
+    padded = geometry.pad(xp, x)
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = ksize, strides, dilations, pool
+    rows, cols = geometry.rows.size // ph, geometry.cols.size // pw
+    channels = x.shape[3]
+    patches = xp.empty((ph, pw, x.shape[0], rows, cols, kh, kw, channels), dtype=x.dtype)
+    if xp is np and channels >= 4:
+        # One copy from an overlapping strided view (C-long runs), as conv_ops._patches does.
+        s_n, s_h, s_w, s_c = padded.strides
+        strides_ = (sh * s_h, sw * s_w, s_n, ph * sh * s_h, pw * sw * s_w, dh * s_h, dw * s_w, s_c)
+        np.copyto(patches, np.lib.stride_tricks.as_strided(padded, patches.shape, strides_, writeable=False))
+    else:
+        for a in range(ph):
+            for b in range(pw):
+                for i in range(kh):
+                    for j in range(kw):
+                        top, left = a * sh + i * dh, b * sw + j * dw
+                        patches[a, b, :, :, :, i, j, :] = padded[
+                            :, top : top + (rows - 1) * ph * sh + 1 : ph * sh, left : left + (cols - 1) * pw * sw + 1 : pw * sw, :
+                        ]
+    return patches.reshape(ph * pw, x.shape[0], rows, cols, kh * kw * channels)
+
+
+@conv2d_phase_patches_op.def_gradient
+def _(node, grad):
+    # Interleave the phases back into conv2d_patches' layout (zeros on the pixels no window reads),
+    # then conv2d_patches' own rule scatters each row back onto the pixels it came from.
+    x = node.inputs[0]
+    ph, pw = node.attrs["pool"]
+    _, _, rows, cols, depth = node.outputs[0].shape
+    window = {key: node.attrs[key] for key in ("ksize", "strides", "padding", "dilations")}
+    geometry = conv_ops._geometry(x.shape, window["ksize"], window["strides"], window["dilations"], window["padding"])
+    image = array_ops.reshape(grad, (ph, pw, -1, rows, cols, depth))
+    image = array_ops.reshape(array_ops.transpose(image, (2, 3, 0, 4, 1, 5)), (-1, rows * ph, cols * pw, depth))
+    uncovered = (geometry.rows.size - rows * ph, geometry.cols.size - cols * pw)
+    if any(uncovered):
+        image = array_ops.pad(image, [[0, 0], [0, uncovered[0]], [0, uncovered[1]], [0, 0]])
+    return patch_ops.conv2d_patches_op.gradient(_GradientNode((x,), window), image)
+
+
+class _GradientNode:
+    """What ``conv2d_patches``' gradient rule reads of its node: the inputs and the attributes."""
+
+    def __init__(self, inputs, attrs):
+        self.inputs, self.attrs = inputs, attrs
+
+
+# -- max_pool_phases, unpool_phases, pick_phases ----------------------------------------------------------
+
+
+def _max_pool_phases_infer(y: Spec) -> tuple:
+    require_floating("max_pool_phases", y)
+    if len(y.shape) < 2:
+        raise OpError(f"op 'max_pool_phases' needs the phases on a leading axis, got shape {tuple(y.shape)}")
+    phases = y.shape[0]
+    return Spec(y.shape[1:], y.dtype), Spec(y.shape[1:], _index_dtype(phases if phases is not None else 128))
+
+
+@register("max_pool_phases", infer=_max_pool_phases_infer, num_outputs=2, training_only=True)
+def max_pool_phases_op(xp, y):
+    """The maximum of ``y`` over its first (phase) axis, and the first phase holding it."""
+    index_type = _index_dtype(y.shape[0]).as_numpy_dtype
+    if y.shape[0] == 4:  # 2x2 pools, the common case: a tree of pairs, half the index arithmetic
+        return _max_of_four(xp, y)
+    best = y[0].copy()
+    argmax = xp.zeros(best.shape, dtype=index_type)
+    for phase in range(1, y.shape[0]):
+        better = (y[phase] > best).astype(index_type)
+        # argmax = where(better, phase, argmax) written branch-free: NumPy's masked copies run far
+        # slower on random masks (see conv_ops._window_argmax).
+        argmax += better * (index_type(phase) - argmax)
+        xp.maximum(best, y[phase], out=best)
+    return best, argmax
+
+
+def _max_of_four(xp, y):
+    """``max_pool_phases`` of four phases: the maximum of each pair, then of the two pairs; ties go to
+    the first of a pair and to the first pair, so the index is the first maximum's."""
+    first = xp.maximum(y[0], y[1])
+    second_of_first = (y[1] > y[0]).view(xp.int8)
+    second = xp.maximum(y[2], y[3])
+    argmax = (y[3] > y[2]).view(xp.int8) + xp.int8(2)  # index within the second pair, plus 2
+    second_wins = (second > first).view(xp.int8)
+    xp.maximum(first, second, out=first)
+    argmax -= second_of_first  # argmax = second_of_first + second_wins * (argmax - second_of_first)
+    argmax *= second_wins
+    argmax += second_of_first
+    return first, argmax
+
+
+@max_pool_phases_op.def_gradient
+def _(node, grad, _argmax_grad=None):
+    return execute(unpool_phases_op, (node.outputs[1], grad), {"phases": node.inputs[0].shape[0]})
+
+
+def _unpool_infer(argmax: Spec, grad: Spec, *, phases) -> Spec:
+    require_floating("unpool_phases", grad)
+    if not argmax.dtype.is_integer:
+        raise OpError(f"op 'unpool_phases' needs integer phase indices, got {argmax.dtype.name}")
+    return Spec((phases, *grad.shape), grad.dtype)
+
+
+@register("unpool_phases", infer=_unpool_infer, training_only=True)
+def unpool_phases_op(xp, argmax, grad, *, phases):
+    """``grad`` on the phase ``argmax`` names, zero on the others: shape ``(phases, *grad.shape)``."""
+    result = xp.empty((phases, *grad.shape), dtype=grad.dtype)
+    for phase in range(phases):
+        xp.multiply(grad, argmax == phase, out=result[phase])
+    return result
+
+
+@unpool_phases_op.def_gradient
+def _(node, upstream):
+    return None, execute(pick_phases_op, (node.inputs[0], upstream), {})
+
+
+def _pick_infer(argmax: Spec, y: Spec) -> Spec:
+    require_floating("pick_phases", y)
+    if tuple(argmax.shape) != tuple(y.shape[1:]):
+        raise OpError(f"op 'pick_phases': indices of shape {tuple(argmax.shape)} do not fit phases of shape {tuple(y.shape)}")
+    return Spec(y.shape[1:], y.dtype)
+
+
+@register("pick_phases", infer=_pick_infer, training_only=True)
+def pick_phases_op(xp, argmax, y):
+    """``y[argmax[i], i]`` for every position ``i``: the element of the phase that won."""
+    result = y[0] * (argmax == 0)
+    for phase in range(1, y.shape[0]):
+        result += y[phase] * (argmax == phase)
+    return result
+
+
+@pick_phases_op.def_gradient
+def _(node, upstream):
+    argmax, y = node.inputs
+    return None, execute(unpool_phases_op, (argmax, upstream), {"phases": y.shape[0]})
+
+
+# -- interleave_phases, deinterleave_phases -----------------------------------------------------------------
+
+
+def _interleave_infer(stacked: Spec, *, pool, size) -> Spec:
+    phases = _phase_count("interleave_phases", pool)
+    if len(stacked.shape) != 5 or stacked.shape[0] not in (None, phases):
+        raise OpError(f"op 'interleave_phases' needs a ({phases}, N, H, W, C) stack, got shape {tuple(stacked.shape)}")
+    rows, cols = stacked.shape[2:4]
+    if None not in (rows, cols) and (rows * pool[0] > size[0] or cols * pool[1] > size[1]):
+        raise OpError(f"op 'interleave_phases': {rows}x{cols} windows of {pool} do not fit an image of {tuple(size)}")
+    return Spec((stacked.shape[1], *size, stacked.shape[4]), stacked.dtype)
+
+
+@register("interleave_phases", infer=_interleave_infer, training_only=True)
+def interleave_phases_op(xp, stacked, *, pool, size):
+    """The NHWC image of ``size`` whose pixel ``(oh * ph + a, ow * pw + b)`` is ``stacked[a * pw + b, n, oh, ow]``;
+    pixels past the last whole window are zero."""
+    (ph, pw), (_, batch, rows, cols, channels) = pool, stacked.shape
+    covered = (rows * ph, cols * pw)
+    image = (xp.empty if covered == tuple(size) else xp.zeros)((batch, *size, channels), dtype=stacked.dtype)
+    windows = image[:, : covered[0], : covered[1]].reshape(batch, rows, ph, cols, pw, channels)
+    xp.copyto(windows, stacked.reshape(ph, pw, batch, rows, cols, channels).transpose(2, 3, 0, 4, 1, 5))
+    return image
+
+
+@interleave_phases_op.def_gradient
+def _(node, upstream):
+    return execute(deinterleave_phases_op, (upstream,), {"pool": node.attrs["pool"], "rows": node.inputs[0].shape[2], "cols": node.inputs[0].shape[3]})
+
+
+def _deinterleave_infer(image: Spec, *, pool, rows, cols) -> Spec:
+    if len(image.shape) != 4:
+        raise OpError(f"op 'deinterleave_phases' needs an NHWC image, got shape {tuple(image.shape)}")
+    height, width = image.shape[1:3]
+    if None not in (height, width) and (rows * pool[0] > height or cols * pool[1] > width):
+        raise OpError(f"op 'deinterleave_phases': {rows}x{cols} windows of {pool} do not fit an image of {height}x{width}")
+    return Spec((_phase_count("deinterleave_phases", pool), image.shape[0], rows, cols, image.shape[3]), image.dtype)
+
+
+@register("deinterleave_phases", infer=_deinterleave_infer, training_only=True)
+def deinterleave_phases_op(xp, image, *, pool, rows, cols):
+    """``interleave_phases``' adjoint: the phase-major stack of the ``rows x cols`` whole windows of ``image``."""
+    (ph, pw), (batch, _, _, channels) = pool, image.shape
+    windows = image[:, : rows * ph, : cols * pw].reshape(batch, rows, ph, cols, pw, channels)
+    return xp.ascontiguousarray(windows.transpose(2, 4, 0, 1, 3, 5)).reshape(ph * pw, batch, rows, cols, channels)
+
+
+@deinterleave_phases_op.def_gradient
+def _(node, upstream):
+    return execute(interleave_phases_op, (upstream,), {"pool": node.attrs["pool"], "size": tuple(node.inputs[0].shape[1:3])})
