@@ -288,6 +288,19 @@ def test_simplify_drops_reductions_of_scalars_and_folding_runs_again_after_it():
     assert_same_outputs(before, optimized)
 
 
+def test_simplify_takes_an_argmax_of_a_softmax_from_the_logits():
+    def function(logits):
+        probabilities = tf.nn.softmax(logits)
+        return tf.argmax(probabilities, axis=-1), tf.argmax(probabilities, axis=0)
+
+    before = trace(function, [6, 5])
+    after, report = simplify(before)
+    assert count(after, "softmax") == 1  # the argmax over the batch axis still reads the probabilities
+    assert [n.inputs[0].producer.op.name if n.inputs[0].kind == "node" else "input" for n in after.nodes if n.op.name == "argmax"] == ["input", "softmax"]
+    assert any("argmaxes of softmaxes" in line for line in report.changes)
+    assert_same_outputs(before, after)
+
+
 def test_simplify_drops_broadcasts_in_training_graphs():
     model = tf.keras.Sequential([tf.keras.Input(shape=(5,)), tf.keras.layers.Dense(3, activation="softmax")])
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

@@ -44,13 +44,15 @@ def simplify(graph: Graph) -> tuple[Graph, PassReport]:
     ones or zeros and broadcasting it cannot change ``x``'s shape), a transpose of a transpose to one
     transpose (or to nothing when the permutations cancel), a reshape of a reshape to one reshape,
     reshapes to the shape the input already has, casts to the dtype the input already has,
-    ``identity``/``stop_gradient`` (identities when a graph runs) to their input, ``broadcast_like``
+    ``identity``/``stop_gradient`` (identities when a graph runs) to their input, an argmax of a softmax
+    to the argmax of its logits, ``broadcast_like``
     to its input when that already has the shape, and an elementwise binary op's broadcast operand to
     the unbroadcast value when the op's own broadcasting gives the same output shape.
 
     Safe because each rewrite gives the same array: multiplying by one and adding zero are exact in
     IEEE arithmetic (up to the sign of a zero), reshapes and transposes compose, and the others return
-    their input's values. Nodes reading a variable that a stateful node writes are left alone (see
+    their input's values; an argmax of logits picks the probabilities' argmax, except where two
+    probabilities round to the same float (then the larger logit wins, not the first). Nodes reading a variable that a stateful node writes are left alone (see
     ``state_dependent``): forwarding a copy's input could move a read across the write. Dropping a
     broadcast is safe even there, since ``broadcast_like`` returns a view of the very array it drops.
     """
@@ -194,6 +196,21 @@ def _identity(node):
 def _reduction_of_a_scalar(node):
     x = node.inputs[0]
     return x if x.shape == () and node.outputs[0].shape == () and x.dtype is node.outputs[0].dtype else None
+
+
+@_rule("argmax", label="took argmaxes of softmaxes from the logits")
+def _argmax_of_softmax(node):
+    # softmax is increasing in each logit of its row, so the largest probability is the largest
+    # logit's; an accuracy metric needs no probabilities. (Two logits closer than a float's rounding
+    # of exp can round to equal probabilities, where the first wins; the logits still tell them apart.)
+    softmax = _producer(node.inputs[0], "softmax")
+    if softmax is None:
+        return None
+    rank = len(node.inputs[0].shape)
+    if node.attrs["axis"] % rank != softmax.attrs["axis"] % rank:
+        return None
+    node.inputs = [softmax.inputs[0]]
+    return node
 
 
 # -- broadcasts ----------------------------------------------------------------------------------------------
