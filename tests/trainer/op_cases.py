@@ -534,7 +534,10 @@ def _phases_case(rng):
 
 @case("max_pool_phases")
 def _(name, rng):
-    return OpCase([_phases_case(rng)])
+    stacked = _phases_case(rng)
+    activation = str(rng.choice(["none", "relu", "tanh"]))
+    bias = [normal(rng, stacked.shape[-1:])] if rng.integers(0, 2) else []
+    return OpCase([stacked, *bias], {"activation": activation})
 
 
 @case("unpool_phases", "pick_phases")

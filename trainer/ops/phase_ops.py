@@ -10,7 +10,8 @@ as ``ph * pw`` contiguous images, one per phase, and pooling them is plain eleme
 * ``conv2d_phase_patches(x)`` — im2col rows ordered ``(a, b, n, oh, ow)``: shape
   ``(ph * pw, N, OH // ph, OW // pw, kh * kw * C)``; output pixels no window reads (the last row or
   column of an odd size under "VALID" pooling) are not gathered at all;
-* ``max_pool_phases(y)`` — the maximum over the phase axis and the index of its first occurrence
+* ``max_pool_phases(y, [bias])`` — the maximum over the phase axis (plus the bias, through the
+  activation) and the index of its first occurrence
   (TensorFlow's ``MaxPoolGrad`` sends a window's gradient to the first of equal maxima, row-major);
 * ``unpool_phases(argmax, grad)`` — each window's gradient back on the phase that won, zeros elsewhere;
 * ``pick_phases(argmax, y)`` — the element of the winning phase (``unpool_phases``'s adjoint).
@@ -24,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import dtypes
-from trainer.ops import array_ops, conv_ops, patch_ops
+from trainer.ops import array_ops, conv_ops, fused_ops, patch_ops
+from trainer.ops.math_ops import unbroadcast
 from trainer.ops.registry import OpError, Spec, execute, register, require_floating
 
 
@@ -108,17 +110,27 @@ class _GradientNode:
 # -- max_pool_phases, unpool_phases, pick_phases ----------------------------------------------------------
 
 
-def _max_pool_phases_infer(y: Spec) -> tuple:
+def _max_pool_phases_infer(y: Spec, *bias: Spec, activation="none") -> tuple:
     require_floating("max_pool_phases", y)
+    fused_ops._check_activation("max_pool_phases", activation)
     if len(y.shape) < 2:
         raise OpError(f"op 'max_pool_phases' needs the phases on a leading axis, got shape {tuple(y.shape)}")
+    pooled = Spec(y.shape[1:], y.dtype)
+    fused_ops._check_bias("max_pool_phases", pooled, bias)
     phases = y.shape[0]
-    return Spec(y.shape[1:], y.dtype), Spec(y.shape[1:], _index_dtype(phases if phases is not None else 128))
+    return pooled, Spec(y.shape[1:], _index_dtype(phases if phases is not None else 128))
 
 
 @register("max_pool_phases", infer=_max_pool_phases_infer, num_outputs=2, training_only=True)
-def max_pool_phases_op(xp, y):
-    """The maximum of ``y`` over its first (phase) axis, and the first phase holding it."""
+def max_pool_phases_op(xp, y, *bias, activation="none"):
+    """``activation(m + bias)`` for ``m``, the maximum of ``y`` over its first (phase) axis, and the
+    first phase holding ``m``. (A bias and a monotonic activation commute with the maximum, so the
+    rewrite of a convolution + pool applies them here, to a quarter of the pixels.)"""
+    best, argmax = _max_and_argmax(xp, y)
+    return fused_ops._bias_and_activation(xp, best, bias, activation), argmax
+
+
+def _max_and_argmax(xp, y):
     index_type = _index_dtype(y.shape[0]).as_numpy_dtype
     if y.shape[0] == 4:  # 2x2 pools, the common case: a tree of pairs, half the index arithmetic
         return _max_of_four(xp, y)
@@ -150,7 +162,10 @@ def _max_of_four(xp, y):
 
 @max_pool_phases_op.def_gradient
 def _(node, grad, _argmax_grad=None):
-    return execute(unpool_phases_op, (node.outputs[1], grad), {"phases": node.inputs[0].shape[0]})
+    y, *bias = node.inputs
+    grad = fused_ops.FUSED_ACTIVATIONS[node.attrs.get("activation", "none")].gradient(grad, node.outputs[0])
+    y_grad = execute(unpool_phases_op, (node.outputs[1], grad), {"phases": y.shape[0]})
+    return (y_grad, unbroadcast(grad, bias[0])) if bias else y_grad
 
 
 def _unpool_infer(argmax: Spec, grad: Spec, *, phases) -> Spec:

@@ -15,7 +15,7 @@ and moves the bias and the ReLU after the pool (both commute with a maximum: the
 every member of a window, and the ReLU is monotonic)::
 
     q  = reshape(conv2d_phase_patches(x))        z = matmul(q, w)
-    m, k = max_pool_phases(reshape(z))           pooled = relu(m + b)
+    pooled, k = max_pool_phases(reshape(z), b) {relu}     (pooled = relu(max(z) + b))
     dz = reshape(unpool_phases(k, g))            db = sum_to_like(g, b)       dw = matmul(q, dz, transpose_a=True)
 
 Outputs are the same values up to float rounding: ``max(z) + b`` is the ``max(z + b)`` that the
@@ -38,9 +38,9 @@ from trainer.graph.passes.rewrite import (
     replace_uses,
     training_only,
 )
-from trainer.ops import array_ops, conv_ops, fused_ops, math_ops, nn_ops, patch_ops, phase_ops, pool_grad_ops
+from trainer.ops import array_ops, conv_ops, fused_ops, math_ops, patch_ops, phase_ops, pool_grad_ops
 
-_ACTIVATIONS = {"none": None, "relu": nn_ops.relu_op}  # the ones whose gradient mask_before_unpooling moved
+_ACTIVATIONS = ("none", "relu")  # the ones whose gradient mask_before_unpooling moved
 
 
 @training_only
@@ -163,13 +163,9 @@ def _rewrite(graph: Graph, pool: Node, match: _Match) -> None:
     matrix = _reshape(graph, patches.outputs[0], (-1, depth), pool)
     product = new_node(graph, fused_ops.fused_matmul_op, [matrix, filters], {"activation": "none", "transpose_b": False}, before=pool)
     stacked = _reshape(graph, product.outputs[0], (phases, -1, rows, cols, channels), pool)
-    maximum, argmax = new_node(graph, phase_ops.max_pool_phases_op, [stacked], {}, before=pool).outputs
-    pooled = maximum
-    if bias:
-        pooled = new_node(graph, math_ops.add_op, [pooled, bias[0]], {}, before=pool).outputs[0]
-    activation = _ACTIVATIONS[match.product.attrs["activation"]]
-    if activation is not None:
-        pooled = new_node(graph, activation, [pooled], {}, before=pool).outputs[0]
+    activation = match.product.attrs["activation"]
+    pooling = new_node(graph, phase_ops.max_pool_phases_op, [stacked, *bias], {"activation": activation}, before=pool)
+    pooled, argmax = pooling.outputs
     replace_uses(graph, pool.outputs[0], pooled)
     # Backward, where the pool's gradient ran.
     grad = match.unpool.inputs[2]
