@@ -560,6 +560,17 @@ def _(name, rng):
     return OpCase([normal(rng, (batch, *size, channels))], {"pool": pool, "rows": rows, "cols": cols})
 
 
+@case("conv2d_backprop_input_from_phases")
+def _(name, rng):
+    image, kernel, strides, dilations, padding, out = _window_case(rng)
+    pool = tuple(int(rng.integers(1, min(size, 2) + 1)) for size in out)
+    out_channels = int(rng.integers(1, 4))
+    filters = normal(rng, kernel + (image[3], out_channels))
+    stacked = normal(rng, (pool[0] * pool[1], image[0], out[0] // pool[0], out[1] // pool[1], out_channels))
+    attrs = {"pool": pool, "strides": strides, "padding": padding, "dilations": dilations}
+    return OpCase([normal(rng, image), filters, stacked], attrs, fixed=(0,))
+
+
 # -- control flow: the subgraphs come from tracing tf.cond / tf.while_loop on the case's inputs ----------
 
 

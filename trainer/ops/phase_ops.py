@@ -231,7 +231,12 @@ def interleave_phases_op(xp, stacked, *, pool, size):
     (ph, pw), (_, batch, rows, cols, channels) = pool, stacked.shape
     covered = (rows * ph, cols * pw)
     image = (xp.empty if covered == tuple(size) else xp.zeros)((batch, *size, channels), dtype=stacked.dtype)
-    windows = image[:, : covered[0], : covered[1]].reshape(batch, rows, ph, cols, pw, channels)
+    # The whole windows of the image as (n, oh, a, ow, b, c), built as a view whatever the module
+    # (a reshape of a sliced array may copy, and the copy would take the writes).
+    s_n, s_h, s_w, s_c = image.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        image, (batch, rows, ph, cols, pw, channels), (s_n, ph * s_h, s_h, pw * s_w, s_w, s_c)
+    )
     xp.copyto(windows, stacked.reshape(ph, pw, batch, rows, cols, channels).transpose(2, 3, 0, 4, 1, 5))
     return image
 
@@ -261,3 +266,50 @@ def deinterleave_phases_op(xp, image, *, pool, rows, cols):
 @deinterleave_phases_op.def_gradient
 def _(node, upstream):
     return execute(interleave_phases_op, (upstream,), {"pool": node.attrs["pool"], "size": tuple(node.inputs[0].shape[1:3])})
+
+
+# -- conv2d_backprop_input_from_phases ---------------------------------------------------------------------
+
+
+def _backprop_from_phases_infer(x: Spec, filters: Spec, stacked: Spec, *, pool, strides, padding, dilations) -> Spec:
+    output = conv_ops._conv_infer("conv2d_backprop_input_from_phases")(x, filters, strides=strides, padding=padding, dilations=dilations)
+    _interleave_infer(stacked, pool=pool, size=output.shape[1:3] if None not in output.shape[1:3] else stacked.shape[2:4])
+    return Spec(x.shape, stacked.dtype)
+
+
+@register("conv2d_backprop_input_from_phases", infer=_backprop_from_phases_infer, training_only=True)
+def conv2d_backprop_input_from_phases_op(xp, x, filters, stacked, *, pool, strides, padding, dilations):
+    """``conv2d_backprop_input(x, filters, interleave_phases(stacked))`` without the output pixels no
+    window covers (their gradient is zero): the products run over the covered pixels only."""
+    geometry = conv_ops._filter_geometry(x.shape, filters.shape, strides, padding, dilations)
+    (ph, pw), (_, batch, rows, cols, out_channels) = pool, stacked.shape
+    covered = interleave_phases_op.forward(xp, stacked, pool=pool, size=(rows * ph, cols * pw))
+    grad_rows = covered.reshape(-1, out_channels)
+    padded = xp.zeros(geometry.padded_shape(x.shape), dtype=stacked.dtype)
+    product = xp.empty((grad_rows.shape[0], filters.shape[2]), dtype=stacked.dtype)  # one buffer for every offset
+    (stride_h, stride_w), (dilation_h, dilation_w) = strides, dilations
+    for i, j in geometry.offsets():
+        top, left = i * dilation_h, j * dilation_w
+        view = padded[:, top : top + (rows * ph - 1) * stride_h + 1 : stride_h, left : left + (cols * pw - 1) * stride_w + 1 : stride_w, :]
+        xp.matmul(grad_rows, filters[i, j].T, out=product)
+        view += product.reshape(view.shape)
+    return geometry.crop(xp, padded, x.shape)
+
+
+@conv2d_backprop_input_from_phases_op.def_gradient
+def _(node, upstream):
+    # Linear in (filters, stacked) jointly, as conv2d_backprop_input is; through the full-size image.
+    x, filters, stacked = node.inputs
+    _, need_filters, need_stacked = node.needs_gradient
+    window = {key: node.attrs[key] for key in ("strides", "padding", "dilations")}
+    geometry = conv_ops._filter_geometry(x.shape, filters.shape, window["strides"], window["padding"], window["dilations"])
+    size = (geometry.rows.size, geometry.cols.size)
+    pool = node.attrs["pool"]
+    filters_grad = stacked_grad = None
+    if need_filters:
+        image = execute(interleave_phases_op, (stacked,), {"pool": pool, "size": size})
+        filters_grad = execute(conv_ops.conv2d_backprop_filter_op, (upstream, filters, image), window)
+    if need_stacked:
+        image_grad = execute(conv_ops.conv2d_op, (upstream, filters), window)
+        stacked_grad = execute(deinterleave_phases_op, (image_grad,), {"pool": pool, "rows": stacked.shape[2], "cols": stacked.shape[3]})
+    return None, filters_grad, stacked_grad

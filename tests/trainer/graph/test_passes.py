@@ -414,7 +414,7 @@ def test_convolutions_pool_by_phases_with_the_same_step(image, pool):
     after.check()
     assert count(after, "max_pool2d") == count(after, "max_pool2d_grad_from_output") == 0
     assert count(after, "max_pool_phases") == 2 and count(after, "conv2d_phase_patches") == 2
-    assert count(after, "interleave_phases") == 1  # only the second convolution's input needs a gradient
+    assert count(after, "conv2d_backprop_input_from_phases") == 1  # only the second convolution's input needs one
     assert report.changes == [f"pooled 2 convolutions by phases: {', '.join(f'{v} max_pool2d' for v in _pool_refs(before))}"]
     x = RNG.standard_normal((3, *image)).astype(np.float32)
     x[:, : image[0] // 2] = 0  # flat regions: every member of their windows ties

@@ -31,7 +31,9 @@ from trainer.graph.passes.simplify import simplify
 # so folding runs again; that lets repeated expressions meet; batch norms fold into plain ops, which
 # fusion then fuses with their activations; in training graphs, each fused convolution then shares
 # its patches with its filter gradient, and ReLU masks move before unpooling (their forward pooling
-# is by then the one value CSE left); scheduling goes last, over the final nodes.
+# is by then the one value CSE left); a convolution whose output only a tiling max pool reads is then
+# gathered and pooled phase by phase (it matches the shapes those two passes leave); scheduling goes
+# last, over the final nodes.
 DEFAULT_PASSES = (
     eliminate_dead_nodes,
     fold_constants,

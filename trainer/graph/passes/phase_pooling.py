@@ -1,12 +1,13 @@
 """Phase pooling: a training step's convolution + tiling max pool, computed phase by phase.
 
-After ``share_patches`` and ``mask_before_unpooling``, a convolution whose input needs no gradient (the
-first layer) followed by a ``ph x pw`` max pool with stride ``ph x pw`` reads::
+After ``share_patches`` and ``mask_before_unpooling``, a convolution followed by a ``ph x pw`` max
+pool with stride ``ph x pw`` reads::
 
     p   = reshape(conv2d_patches(x))             r = fused_matmul(p, w, b) {relu|none}
     y   = reshape(r)                             pooled = max_pool2d(y)
     ...                                          dy = max_pool2d_grad_from_output(y, pooled, g)
     db  = sum_to_like(dy, b)                     dw = matmul(p, reshape(dy), transpose_a=True)
+    dx  = conv2d_backprop_input(x, w, dy)        (when x needs a gradient)
 
 Every pooling kernel there walks ``y`` in ``C``-float runs (the members of a window sit one pixel
 apart), and ``y`` is the largest array of the step. This pass gathers the patches phase-major
@@ -15,8 +16,9 @@ and moves the bias and the ReLU after the pool (both commute with a maximum: the
 every member of a window, and the ReLU is monotonic)::
 
     q  = reshape(conv2d_phase_patches(x))        z = matmul(q, w)
-    pooled, k = max_pool_phases(reshape(z), b) {relu}     (pooled = relu(max(z) + b))
-    dz = reshape(unpool_phases(k, g))            db = sum_to_like(g, b)       dw = matmul(q, dz, transpose_a=True)
+    pooled, k = max_pool_phases(reshape(z), b) {relu}        (that is, relu(max(z) + b))
+    u  = unpool_phases(k, g)                     db = sum_to_like(g, b)
+    dw = matmul(q, reshape(u), transpose_a=True) dx = conv2d_backprop_input_from_phases(x, w, u)
 
 Outputs are the same values up to float rounding: ``max(z) + b`` is the ``max(z + b)`` that the
 original rounds per member, and the gradient goes to the first maximum as before (two members whose
@@ -178,13 +180,12 @@ def _rewrite(graph: Graph, pool: Node, match: _Match) -> None:
         bias_grad = new_node(graph, math_ops.sum_to_like_op, [grad, bias[0]], {}, before=match.unpool)
         replace_uses(graph, match.bias_gradient.outputs[0], bias_grad.outputs[0])
     if match.input_gradient is not None:
-        # The input gradient scatters pixel by pixel: it gets the image layout back, with zeros on
-        # the pixels no window reads.
-        size = tuple(pool.inputs[0].shape[1:3])
-        image = new_node(graph, phase_ops.interleave_phases_op, [placed.outputs[0]], {"pool": (ph, pw), "size": size}, before=match.unpool)
+        # The input gradient scatters pixel by pixel: it reads the phases back in the image layout,
+        # skipping the pixels no window reads (their gradient is zero).
         x_grad, filters_4d, _ = match.input_gradient.inputs
-        attrs = dict(match.input_gradient.attrs)
-        backprop = new_node(graph, conv_ops.conv2d_backprop_input_op, [x_grad, filters_4d, image.outputs[0]], attrs, before=match.unpool)
+        attrs = {"pool": (ph, pw), **match.input_gradient.attrs}
+        op = phase_ops.conv2d_backprop_input_from_phases_op
+        backprop = new_node(graph, op, [x_grad, filters_4d, placed.outputs[0]], attrs, before=match.unpool)
         replace_uses(graph, match.input_gradient.outputs[0], backprop.outputs[0])
 
 
