@@ -27,12 +27,16 @@ _LABELS: dict[Callable, str] = {}
 _VIEW_RULES: set[Callable] = set()
 
 
-def _rule(*op_names: str, label: str, drops_a_view: bool = False):
+def _rule(*op_names: str, label: str, drops_a_view: bool = False, reads_fresh_arrays: bool = False):
+    """Registers a rule; ``drops_a_view`` and ``reads_fresh_arrays`` (the rule itself checks that the value
+    it forwards is an array computed in the graph, never a variable or a view of one) let it apply to
+    nodes that depend on a variable a stateful node writes."""
+
     def decorate(function):
         for name in op_names:
             _RULES.setdefault(name, []).append(function)
         _LABELS[function] = label
-        if drops_a_view:
+        if drops_a_view or reads_fresh_arrays:
             _VIEW_RULES.add(function)
         return function
 
@@ -198,18 +202,25 @@ def _reduction_of_a_scalar(node):
     return x if x.shape == () and node.outputs[0].shape == () and x.dtype is node.outputs[0].dtype else None
 
 
-@_rule("argmax", label="took argmaxes of softmaxes from the logits")
+# Ops whose output is always a new array: a node can read it at any time and see the same values.
+_FRESH_OUTPUTS = ("add", "conv2d", "fused_conv2d", "fused_depthwise_conv2d", "fused_matmul", "matmul")
+
+
+@_rule("argmax", label="took argmaxes of softmaxes from the logits", reads_fresh_arrays=True)
 def _argmax_of_softmax(node):
     # softmax is increasing in each logit of its row, so the largest probability is the largest
     # logit's; an accuracy metric needs no probabilities. (Two logits closer than a float's rounding
     # of exp can round to equal probabilities, where the first wins; the logits still tell them apart.)
+    # In a training step the logits depend on the weights the update writes, so the argmax may run
+    # after it: it reads the logits only when they are a fresh array, not a view of a variable.
     softmax = _producer(node.inputs[0], "softmax")
-    if softmax is None:
+    logits = None if softmax is None else softmax.inputs[0]
+    if logits is None or logits.kind != "node" or logits.producer.op.name not in _FRESH_OUTPUTS:
         return None
     rank = len(node.inputs[0].shape)
     if node.attrs["axis"] % rank != softmax.attrs["axis"] % rank:
         return None
-    node.inputs = [softmax.inputs[0]]
+    node.inputs = [logits]
     return node
 
 
