@@ -14,7 +14,11 @@ as ``ph * pw`` contiguous images, one per phase, and pooling them is plain eleme
   activation) and the index of its first occurrence
   (TensorFlow's ``MaxPoolGrad`` sends a window's gradient to the first of equal maxima, row-major);
 * ``unpool_phases(argmax, grad)`` — each window's gradient back on the phase that won, zeros elsewhere;
-* ``pick_phases(argmax, y)`` — the element of the winning phase (``unpool_phases``'s adjoint).
+* ``pick_phases(argmax, y)`` — the element of the winning phase (``unpool_phases``'s adjoint);
+* ``interleave_phases(stacked)`` / ``deinterleave_phases(image)`` — between the phase-major stack and
+  the NHWC image (each the other's adjoint);
+* ``conv2d_backprop_input_from_phases(x, filters, stacked)`` — a convolution's input gradient from a
+  phase-major output gradient, over the covered output pixels only.
 
 The graph optimizer (``trainer/graph/passes/phase_pooling.py``) rewrites a training step's
 convolution + max pool, and their gradients, into these ops.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from trainer import dtypes
-from trainer.ops import array_ops, conv_ops, fused_ops, patch_ops
+from trainer.ops import conv_ops, fused_ops, patch_ops
 from trainer.ops.math_ops import unbroadcast
 from trainer.ops.registry import OpError, Spec, execute, register, require_floating
 
@@ -88,15 +92,10 @@ def _(node, grad):
     # Interleave the phases back into conv2d_patches' layout (zeros on the pixels no window reads),
     # then conv2d_patches' own rule scatters each row back onto the pixels it came from.
     x = node.inputs[0]
-    ph, pw = node.attrs["pool"]
-    _, _, rows, cols, depth = node.outputs[0].shape
     window = {key: node.attrs[key] for key in ("ksize", "strides", "padding", "dilations")}
     geometry = conv_ops._geometry(x.shape, window["ksize"], window["strides"], window["dilations"], window["padding"])
-    image = array_ops.reshape(grad, (ph, pw, -1, rows, cols, depth))
-    image = array_ops.reshape(array_ops.transpose(image, (2, 3, 0, 4, 1, 5)), (-1, rows * ph, cols * pw, depth))
-    uncovered = (geometry.rows.size - rows * ph, geometry.cols.size - cols * pw)
-    if any(uncovered):
-        image = array_ops.pad(image, [[0, 0], [0, uncovered[0]], [0, uncovered[1]], [0, 0]])
+    size = (geometry.rows.size, geometry.cols.size)
+    image = execute(interleave_phases_op, (grad,), {"pool": node.attrs["pool"], "size": size})
     return patch_ops.conv2d_patches_op.gradient(_GradientNode((x,), window), image)
 
 
