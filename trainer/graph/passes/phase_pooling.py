@@ -38,6 +38,7 @@ from trainer.graph.passes.rewrite import (
     plural,
     remove_unused,
     replace_uses,
+    reshape_before,
     training_only,
 )
 from trainer.ops import array_ops, conv_ops, fused_ops, math_ops, patch_ops, phase_ops, pool_grad_ops
@@ -162,9 +163,9 @@ def _rewrite(graph: Graph, pool: Node, match: _Match) -> None:
     # Forward, where the pool ran (everything it reads is computed by then, and no update has run).
     patches = new_node(graph, phase_ops.conv2d_phase_patches_op, [x], {**window, "pool": (ph, pw)}, before=pool)
     depth = patches.outputs[0].shape[-1]
-    matrix = _reshape(graph, patches.outputs[0], (-1, depth), pool)
+    matrix = reshape_before(graph, patches.outputs[0], (-1, depth), pool)
     product = new_node(graph, fused_ops.fused_matmul_op, [matrix, filters], {"activation": "none", "transpose_b": False}, before=pool)
-    stacked = _reshape(graph, product.outputs[0], (phases, -1, rows, cols, channels), pool)
+    stacked = reshape_before(graph, product.outputs[0], (phases, -1, rows, cols, channels), pool)
     activation = match.product.attrs["activation"]
     pooling = new_node(graph, phase_ops.max_pool_phases_op, [stacked, *bias], {"activation": activation}, before=pool)
     pooled, argmax = pooling.outputs
@@ -172,7 +173,7 @@ def _rewrite(graph: Graph, pool: Node, match: _Match) -> None:
     # Backward, where the pool's gradient ran.
     grad = match.unpool.inputs[2]
     placed = new_node(graph, phase_ops.unpool_phases_op, [argmax, grad], {"phases": phases}, before=match.unpool)
-    rows_grad = _reshape(graph, placed.outputs[0], (-1, channels), match.unpool)
+    rows_grad = reshape_before(graph, placed.outputs[0], (-1, channels), match.unpool)
     attrs = {"transpose_a": True, "transpose_b": False}
     filter_grad = new_node(graph, math_ops.matmul_op, [matrix, rows_grad], attrs, before=match.unpool)
     replace_uses(graph, match.filter_gradient.outputs[0], filter_grad.outputs[0])
@@ -187,7 +188,3 @@ def _rewrite(graph: Graph, pool: Node, match: _Match) -> None:
         op = phase_ops.conv2d_backprop_input_from_phases_op
         backprop = new_node(graph, op, [x_grad, filters_4d, placed.outputs[0]], attrs, before=match.unpool)
         replace_uses(graph, match.input_gradient.outputs[0], backprop.outputs[0])
-
-
-def _reshape(graph: Graph, value: Value, shape: tuple, before: Node) -> Value:
-    return new_node(graph, array_ops.reshape_op, [value], {"shape": tuple(shape)}, before=before).outputs[0]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from trainer import backend
 from trainer.graph.ir import Graph, Node, Value
+from trainer.ops import array_ops
 from trainer.ops.registry import infer_outputs
 from trainer.tensor import Tensor
 
@@ -88,6 +89,11 @@ def new_node(graph: Graph, op, inputs: list, attrs: dict, before: Node, source: 
     graph.nodes.pop()
     graph.nodes.insert(graph.nodes.index(before), node)
     return node
+
+
+def reshape_before(graph: Graph, value: Value, shape: tuple, before: Node) -> Value:
+    """``reshape(value, shape)``, added right before ``before``."""
+    return new_node(graph, array_ops.reshape_op, [value], {"shape": tuple(shape)}, before=before).outputs[0]
 
 
 def add_constant(graph: Graph, array) -> Value:

@@ -11,9 +11,10 @@ from trainer.graph.passes.rewrite import (
     plural,
     remove_unused,
     replace_uses,
+    reshape_before,
     training_only,
 )
-from trainer.ops import array_ops, conv_ops, fused_ops, math_ops, patch_ops
+from trainer.ops import conv_ops, fused_ops, math_ops, patch_ops
 
 _WINDOW = ("strides", "padding", "dilations")
 _FORWARD = (conv_ops.conv2d_op, fused_ops.fused_conv2d_op)
@@ -71,28 +72,24 @@ def _patches_before(graph: Graph, forward: Node) -> Value:
     attrs = {"ksize": (kh, kw), **{name: forward.attrs[name] for name in _WINDOW}}
     patches = new_node(graph, patch_ops.conv2d_patches_op, [forward.inputs[0]], attrs, before=forward)
     depth = patches.outputs[0].shape[-1]
-    return _reshape_before(graph, patches.outputs[0], (-1, depth), forward)
+    return reshape_before(graph, patches.outputs[0], (-1, depth), forward)
 
 
 def _rewrite_forward(graph: Graph, forward: Node, patches: Value) -> None:
     x, filters, *bias = forward.inputs
     kh, kw, channels, out = filters.shape
-    matrix = _reshape_before(graph, filters, (kh * kw * channels, out), forward)
+    matrix = reshape_before(graph, filters, (kh * kw * channels, out), forward)
     activation = forward.attrs.get("activation", "none")
     attrs = {"activation": activation, "transpose_b": False}
     rows = new_node(graph, fused_ops.fused_matmul_op, [patches, matrix, *bias], attrs, before=forward)
     _, height, width, _ = forward.outputs[0].shape
-    image = _reshape_before(graph, rows.outputs[0], (-1, height, width, out), forward)
+    image = reshape_before(graph, rows.outputs[0], (-1, height, width, out), forward)
     replace_uses(graph, forward.outputs[0], image)
 
 
 def _rewrite_filter_gradient(graph: Graph, backprop: Node, patches: Value) -> None:
     _, filters, grad = backprop.inputs
-    rows = _reshape_before(graph, grad, (-1, filters.shape[3]), backprop)
+    rows = reshape_before(graph, grad, (-1, filters.shape[3]), backprop)
     attrs = {"transpose_a": True, "transpose_b": False}
     product = new_node(graph, math_ops.matmul_op, [patches, rows], attrs, before=backprop)
-    replace_uses(graph, backprop.outputs[0], _reshape_before(graph, product.outputs[0], filters.shape, backprop))
-
-
-def _reshape_before(graph: Graph, value: Value, shape: tuple, before: Node) -> Value:
-    return new_node(graph, array_ops.reshape_op, [value], {"shape": tuple(shape)}, before=before).outputs[0]
+    replace_uses(graph, backprop.outputs[0], reshape_before(graph, product.outputs[0], filters.shape, backprop))
