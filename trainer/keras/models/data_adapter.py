@@ -108,6 +108,8 @@ class ArrayAdapter:
         def take(structure):
             if structure is None:
                 return None
+            if isinstance(structure, np.ndarray):  # the common case, without the nest machinery
+                return convert_to_tensor(structure[selection])
             return nest.map_structure(lambda a: convert_to_tensor(a[selection]), structure)
 
         return take(self.x), take(self.y), take(self.sample_weight)
