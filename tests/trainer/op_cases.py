@@ -571,6 +571,15 @@ def _(name, rng):
     return OpCase([normal(rng, image), filters, stacked], attrs, fixed=(0,))
 
 
+@case("unpooled_filter_gradient")
+def _(name, rng):
+    stacked = _phases_case(rng)
+    phases, rows = stacked.shape[0], math.prod(stacked.shape[1:-1])
+    argmax = stacked.argmax(axis=0).astype(np.int8)
+    patches = normal(rng, (phases * rows, int(rng.integers(1, 5))))
+    return OpCase([patches, argmax, normal(rng, stacked.shape[1:])], fixed=(1,))
+
+
 # -- control flow: the subgraphs come from tracing tf.cond / tf.while_loop on the case's inputs ----------
 
 

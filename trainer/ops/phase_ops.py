@@ -26,10 +26,12 @@ convolution + max pool, and their gradients, into these ops.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trainer import dtypes
-from trainer.ops import conv_ops, fused_ops, patch_ops
+from trainer.ops import array_ops, conv_ops, fused_ops, math_ops, patch_ops
 from trainer.ops.math_ops import unbroadcast
 from trainer.ops.registry import OpError, Spec, execute, register, require_floating
 
@@ -312,3 +314,63 @@ def _(node, upstream):
         image_grad = execute(conv_ops.conv2d_op, (upstream, filters), window)
         stacked_grad = execute(deinterleave_phases_op, (image_grad,), {"pool": pool, "rows": stacked.shape[2], "cols": stacked.shape[3]})
     return None, filters_grad, stacked_grad
+
+
+# -- unpooled_filter_gradient --------------------------------------------------------------------------------
+
+# Rows of the unpooled gradient made at a time: 256 KiB of them per phase, so that the masked rows are
+# still in cache when the product reads them.
+_FILTER_GRADIENT_BLOCK_BYTES = 256 * 1024
+
+
+def _unpooled_filter_gradient_infer(patches: Spec, argmax: Spec, grad: Spec) -> Spec:
+    require_floating("unpooled_filter_gradient", grad)
+    if len(patches.shape) != 2 or not argmax.dtype.is_integer or tuple(argmax.shape) != tuple(grad.shape):
+        raise OpError(
+            "op 'unpooled_filter_gradient' needs a patch matrix, and integer phase indices shaped like the "
+            f"gradient; got {tuple(patches.shape)}, {tuple(argmax.shape)} {argmax.dtype.name}, {tuple(grad.shape)}"
+        )
+    return Spec((patches.shape[1], grad.shape[-1]), grad.dtype)
+
+
+@register("unpooled_filter_gradient", infer=_unpooled_filter_gradient_infer, training_only=True)
+def unpooled_filter_gradient_op(xp, patches, argmax, grad):
+    """``matmul(patches, reshape(unpool_phases(argmax, grad), (-1, C)), transpose_a=True)``, the filter
+    gradient of a phase-pooled convolution, without making the unpooled array (four times the pooled
+    gradient, and only read once): block by block, each phase's masked gradient is multiplied while it
+    is still in cache."""
+    channels = grad.shape[-1]
+    rows = grad.size // channels if channels else 0
+    if rows == 0:  # an empty batch: nothing to sum
+        return xp.zeros((patches.shape[1], channels), dtype=grad.dtype)
+    phases = patches.shape[0] // rows
+    stacked = patches.reshape(phases, rows, patches.shape[1])
+    grad, argmax = grad.reshape(rows, channels), argmax.reshape(rows, channels)
+    block = max(1, _FILTER_GRADIENT_BLOCK_BYTES // (channels * grad.itemsize))
+    masked = xp.empty((min(block, rows), channels), dtype=grad.dtype)
+    result = None
+    for start in range(0, rows, block):
+        stop = min(start + block, rows)
+        part = masked[: stop - start]
+        for phase in range(phases):
+            xp.multiply(grad[start:stop], argmax[start:stop] == phase, out=part)
+            product = stacked[phase, start:stop].T @ part
+            result = product if result is None else xp.add(result, product, out=result)
+    return result
+
+
+@unpooled_filter_gradient_op.def_gradient
+def _(node, upstream):
+    # Bilinear in (patches, grad) with u = unpool_phases(argmax, grad) as a (rows, C) matrix:
+    # d patches = u @ upstream^T, and d grad = pick_phases(argmax, patches @ upstream).
+    patches, argmax, grad = node.inputs
+    _, _, need_grad = node.needs_gradient
+    phases = patches.shape[0] * grad.shape[-1] // math.prod(grad.shape)
+    unpooled = array_ops.reshape(execute(unpool_phases_op, (argmax, grad), {"phases": phases}), (-1, grad.shape[-1]))
+    patches_grad = execute(math_ops.matmul_op, (unpooled, upstream), {"transpose_a": False, "transpose_b": True})
+    grad_grad = None
+    if need_grad:
+        products = execute(math_ops.matmul_op, (patches, upstream), {"transpose_a": False, "transpose_b": False})
+        products = array_ops.reshape(products, (phases, *grad.shape))
+        grad_grad = execute(pick_phases_op, (argmax, products), {})
+    return patches_grad, None, grad_grad

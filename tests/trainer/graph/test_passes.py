@@ -426,6 +426,7 @@ def test_convolutions_pool_by_phases_with_the_same_step(image, pool):
     assert count(after, "max_pool2d") == count(after, "max_pool2d_grad_from_output") == 0
     assert count(after, "max_pool_phases") == 2 and count(after, "conv2d_phase_patches") == 2
     assert count(after, "conv2d_backprop_input_from_phases") == 1  # only the second convolution's input needs one
+    assert count(after, "unpooled_filter_gradient") == 1  # the first one's filter gradient unpools block by block
     assert report.changes == [f"pooled 2 convolutions by phases: {', '.join(f'{v} max_pool2d' for v in _pool_refs(before))}"]
     x = RNG.standard_normal((3, *image)).astype(np.float32)
     x[:, : image[0] // 2] = 0  # flat regions: every member of their windows ties

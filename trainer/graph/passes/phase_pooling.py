@@ -20,6 +20,8 @@ every member of a window, and the ReLU is monotonic)::
     u  = unpool_phases(k, g)                     db = sum_to_like(g, b)
     dw = matmul(q, reshape(u), transpose_a=True) dx = conv2d_backprop_input_from_phases(x, w, u)
 
+(without an input gradient, ``dw = unpooled_filter_gradient(q, k, g)`` makes ``u`` block by block).
+
 Outputs are the same values up to float rounding: ``max(z) + b`` is the ``max(z + b)`` that the
 original rounds per member, and the gradient goes to the first maximum as before (two members whose
 sums with ``b`` round to the same float but differ before the bias are told apart by the new graph;
@@ -172,15 +174,15 @@ def _rewrite(graph: Graph, pool: Node, match: _Match) -> None:
     replace_uses(graph, pool.outputs[0], pooled)
     # Backward, where the pool's gradient ran.
     grad = match.unpool.inputs[2]
-    placed = new_node(graph, phase_ops.unpool_phases_op, [argmax, grad], {"phases": phases}, before=match.unpool)
-    rows_grad = reshape_before(graph, placed.outputs[0], (-1, channels), match.unpool)
-    attrs = {"transpose_a": True, "transpose_b": False}
-    filter_grad = new_node(graph, math_ops.matmul_op, [matrix, rows_grad], attrs, before=match.unpool)
-    replace_uses(graph, match.filter_gradient.outputs[0], filter_grad.outputs[0])
-    if match.bias_gradient is not None:
-        bias_grad = new_node(graph, math_ops.sum_to_like_op, [grad, bias[0]], {}, before=match.unpool)
-        replace_uses(graph, match.bias_gradient.outputs[0], bias_grad.outputs[0])
-    if match.input_gradient is not None:
+    if match.input_gradient is None:
+        # Only the filter gradient reads the unpooled gradient: it is made block by block, in cache.
+        op = phase_ops.unpooled_filter_gradient_op
+        filter_grad = new_node(graph, op, [matrix, argmax, grad], {}, before=match.unpool).outputs[0]
+    else:
+        placed = new_node(graph, phase_ops.unpool_phases_op, [argmax, grad], {"phases": phases}, before=match.unpool)
+        rows_grad = reshape_before(graph, placed.outputs[0], (-1, channels), match.unpool)
+        attrs = {"transpose_a": True, "transpose_b": False}
+        filter_grad = new_node(graph, math_ops.matmul_op, [matrix, rows_grad], attrs, before=match.unpool).outputs[0]
         # The input gradient scatters pixel by pixel: it reads the phases back in the image layout,
         # skipping the pixels no window reads (their gradient is zero).
         x_grad, filters_4d, _ = match.input_gradient.inputs
@@ -188,3 +190,7 @@ def _rewrite(graph: Graph, pool: Node, match: _Match) -> None:
         op = phase_ops.conv2d_backprop_input_from_phases_op
         backprop = new_node(graph, op, [x_grad, filters_4d, placed.outputs[0]], attrs, before=match.unpool)
         replace_uses(graph, match.input_gradient.outputs[0], backprop.outputs[0])
+    replace_uses(graph, match.filter_gradient.outputs[0], filter_grad)
+    if match.bias_gradient is not None:
+        bias_grad = new_node(graph, math_ops.sum_to_like_op, [grad, bias[0]], {}, before=match.unpool)
+        replace_uses(graph, match.bias_gradient.outputs[0], bias_grad.outputs[0])
