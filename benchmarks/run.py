@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmarks import common  # noqa: F401 - pins threads before numpy, TensorFlow or PyTorch load
 
-SUITES = ("training", "export", "inference", "callbacks", "web")
+SUITES = ("training", "passes", "export", "inference", "callbacks", "web")
 
 
 def main(argv=None) -> int:

@@ -22,6 +22,25 @@ def list_physical_devices(device_type: str | None = None) -> list[PhysicalDevice
     return [d for d in devices if device_type is None or d.device_type == device_type.upper()]
 
 
+class optimizer:  # noqa: N801 - mirrors tf.config.optimizer
+    """The graph optimizer's passes, on or off by name, as TensorFlow's Grappler options are:
+    ``tf.config.optimizer.set_experimental_options({"phase_pooling": False})``. The names are in
+    ``trainer.graph.passes.PASS_OPTIONS``; a function traced afterwards is optimized without the passes
+    switched off."""
+
+    @staticmethod
+    def set_experimental_options(options: dict) -> None:
+        from trainer.graph import passes  # noqa: PLC0415 - the passes import the op tables
+
+        passes.set_experimental_options(options)
+
+    @staticmethod
+    def get_experimental_options() -> dict:
+        from trainer.graph import passes  # noqa: PLC0415
+
+        return passes.get_experimental_options()
+
+
 class threading:  # noqa: N801 - mirrors tf.config.threading
     """Intra-op threads: how many threads a large element-wise kernel splits into (see
     ``trainer/ops/parallel.py``). BLAS thread counts are set with OMP_NUM_THREADS before start-up."""

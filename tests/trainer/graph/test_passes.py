@@ -647,6 +647,27 @@ def test_pipeline_turns_the_cnn_into_fused_ops_without_batch_norms():
     assert_same_outputs(graph, after, atol=1e-5)
 
 
+def test_optimizer_options_switch_passes_off_for_functions_traced_afterwards():
+    def step(x):
+        return tf.nn.relu(tf.matmul(x, tf.ones([3, 2])) + tf.ones([2]))
+
+    try:
+        tf.config.optimizer.set_experimental_options({"remapping": False, "constant_folding": False})
+        assert tf.config.optimizer.get_experimental_options() == {"constant_folding": False, "remapping": False}
+        unfused = tf.function(step).get_concrete_function(tf.TensorSpec([4, 3]))
+        assert count(unfused.optimized_graph, "fused_matmul") == 0
+        names = [report.name for report in unfused.pass_reports]
+        assert "fusion" not in names and "constant-folding" not in names and "simplify" in names
+    finally:
+        tf.config.optimizer.set_experimental_options({"remapping": True, "constant_folding": True})
+    assert tf.config.optimizer.get_experimental_options() == {}
+    assert count(optimize(trace(step, [4, 3]))[0], "fused_matmul") == 1
+    with pytest.raises(ValueError, match="unknown graph optimizer option.*'remaping'.*'remapping'"):
+        tf.config.optimizer.set_experimental_options({"remaping": False})
+    with pytest.raises(TypeError, match="must be True or False"):
+        tf.config.optimizer.set_experimental_options({"remapping": 0})
+
+
 def test_pipeline_names_a_pass_that_breaks_the_graph():
     def breaking_pass(graph):
         graph = copy_graph(graph)

@@ -50,16 +50,54 @@ DEFAULT_PASSES = (
 )
 
 
+# ``tf.config.optimizer.set_experimental_options`` names for the passes: TensorFlow's own where one of
+# its Grappler optimizers does the same job (constant folding, the arithmetic optimizer, the remapper's
+# fusions), ours for the rest. Each is on unless set to False.
+PASS_OPTIONS = {
+    "dead_node_elimination": eliminate_dead_nodes,
+    "constant_folding": fold_constants,
+    "arithmetic_optimization": simplify,
+    "common_subexpression_elimination": eliminate_common_subexpressions,
+    "batch_norm_folding": fold_batch_norms,
+    "remapping": fuse,
+    "shared_patches": share_patches,
+    "pooling_gradients": mask_before_unpooling,
+    "phase_pooling": pool_by_phases,
+    "memory_schedule": schedule_for_memory,
+}
+_disabled: set = set()  # the passes switched off by set_experimental_options
+
+
+def set_experimental_options(options: dict) -> None:
+    """Switches passes on (True) or off (False) by their ``PASS_OPTIONS`` name, for the graphs
+    optimized from now on (a function already traced keeps its optimized graph)."""
+    unknown = sorted(set(options) - set(PASS_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown graph optimizer option(s) {unknown}; the options are {sorted(PASS_OPTIONS)}")
+    for name, enabled in options.items():
+        if not isinstance(enabled, bool):
+            raise TypeError(f"graph optimizer option '{name}' must be True or False, got {enabled!r}")
+        (_disabled.discard if enabled else _disabled.add)(PASS_OPTIONS[name])
+
+
+def get_experimental_options() -> dict:
+    """The options switched off, as ``{name: False}`` (TensorFlow lists only the options set)."""
+    return {name: False for name, graph_pass in PASS_OPTIONS.items() if graph_pass in _disabled}
+
+
 def optimize(graph: Graph, passes=DEFAULT_PASSES, for_inference: bool = True) -> tuple[Graph, list[PassReport]]:
     """Runs ``passes`` in order, verifying the graph after each; returns the new graph and the reports.
 
     ``for_inference=False`` skips the passes marked inference-only (batch-norm folding, which turns
     variables into constants), so the result still trains its variables; ``for_inference=True``
     skips the training-only ones (shared patches, pooling gradients), which only touch gradients.
+    Passes switched off with ``set_experimental_options`` are skipped too.
     """
     graph.check()
     reports = []
     for graph_pass in passes:
+        if graph_pass in _disabled:
+            continue
         if getattr(graph_pass, "inference_only", False) and not for_inference:
             continue
         if getattr(graph_pass, "training_only", False) and for_inference:
@@ -75,6 +113,7 @@ def optimize(graph: Graph, passes=DEFAULT_PASSES, for_inference: bool = True) ->
 
 __all__ = [
     "DEFAULT_PASSES",
+    "PASS_OPTIONS",
     "PassReport",
     "copy_graph",
     "eliminate_common_subexpressions",
@@ -82,11 +121,13 @@ __all__ = [
     "fold_batch_norms",
     "fold_constants",
     "fuse",
+    "get_experimental_options",
     "pool_by_phases",
     "mask_before_unpooling",
     "optimize",
     "peak_live_bytes",
     "schedule_for_memory",
+    "set_experimental_options",
     "share_patches",
     "simplify",
 ]
