@@ -433,6 +433,28 @@ def test_convolutions_pool_by_phases_with_the_same_step(image, pool):
     assert_same_outputs(before, after, [x], rtol=1e-5, atol=1e-5)
 
 
+def test_a_prediction_pools_its_convolutions_by_phases_but_an_export_does_not():
+    layers = tf.keras.layers
+    model = tf.keras.Sequential([
+        tf.keras.Input(shape=(11, 12, 2)),
+        layers.Conv2D(4, 3, activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(3, 2),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+    ])  # fmt: skip
+    graph = trace(lambda x: model(x, training=False), [None, 11, 12, 2])
+    before, _ = optimize(graph, [p for p in optimize.__defaults__[0] if p.__name__ != "pool_by_phases"], for_inference=False)
+    after, reports = optimize(graph, for_inference=False)
+    assert count(after, "max_pool2d") == 0 and count(after, "max_pool_phases") == 2
+    assert any("2 convolutions without gradients" in str(report) for report in reports)
+    x = RNG.standard_normal((3, 11, 12, 2)).astype(np.float32)
+    x[:, :4] = 0  # ties in flat regions
+    assert_same_outputs(before, after, [x], rtol=1e-5, atol=1e-5)
+    exported, _ = optimize(graph, for_inference=True)
+    assert count(exported, "max_pool_phases") == 0 and count(exported, "max_pool2d") == 2
+
+
 def _pool_refs(graph):
     return [node.outputs[0].ref for node in graph.nodes if node.op.name == "max_pool2d"]
 

@@ -22,6 +22,11 @@ every member of a window, and the ReLU is monotonic)::
 
 (without an input gradient, ``dw = unpooled_filter_gradient(q, k, g)`` makes ``u`` block by block).
 
+An evaluation or prediction step has no gradients: there a ``fused_conv2d`` (relu or none) read by
+nothing but a tiling pool gets the same forward nodes. Exports never see this pass (it is
+training-only: ``optimize(..., for_inference=True)`` skips it), so lite and ONNX files keep the
+convolution and the pool.
+
 Outputs are the same values up to float rounding: ``max(z) + b`` is the ``max(z + b)`` that the
 original rounds per member, and the gradient goes to the first maximum as before (two members whose
 sums with ``b`` round to the same float but differ before the bias are told apart by the new graph;
@@ -53,16 +58,55 @@ def pool_by_phases(graph: Graph) -> tuple[Graph, PassReport]:
     """Rewrites each convolution + tiling max pool of the form above (see the module's docstring)."""
     graph = copy_graph(graph)
     report = PassReport("phase-pooling")
-    rewritten = []
+    rewritten, forward_only = [], []
     for pool in [node for node in graph.nodes if node.op is conv_ops.max_pool2d_op]:
         match = _match(graph, pool)
         if match is not None:
             _rewrite(graph, pool, match)
             rewritten.append(pool)
+        elif _rewrite_forward(graph, pool):
+            forward_only.append(pool)
     remove_unused(graph)
     if rewritten:
         report.changes.append(f"pooled {plural(len(rewritten), 'convolution')} by phases: {describe(rewritten)}")
+    if forward_only:
+        report.changes.append(f"pooled {plural(len(forward_only), 'convolution')} without gradients by phases: {describe(forward_only)}")
     return graph, report
+
+
+def _rewrite_forward(graph: Graph, pool: Node) -> bool:
+    """The pass for a ``fused_conv2d`` + tiling pool without gradients (an evaluation or prediction
+    step): the same forward nodes as a training step gets, when nothing but the pool reads the image."""
+    attrs, image = pool.attrs, pool.inputs[0]
+    convolution = image.producer
+    if attrs["ksize"] != attrs["strides"] or attrs["padding"] != "VALID" or not _is(convolution, fused_ops.fused_conv2d_op):
+        return False
+    x, filters, *bias = convolution.inputs
+    if convolution.attrs["activation"] not in _ACTIVATIONS or None in image.shape[1:] or None in filters.shape:
+        return False
+    if not _only_read_by(graph, image, graph.consumers(), {pool}):
+        return False
+    kh, kw, channels, out = filters.shape
+    window = {"ksize": (kh, kw), **{key: convolution.attrs[key] for key in ("strides", "padding", "dilations")}}
+    matrix = reshape_before(graph, filters, (kh * kw * channels, out), pool)
+    _pool_by_phases(graph, pool, x, matrix, bias, window, convolution.attrs["activation"])
+    return True
+
+
+def _pool_by_phases(graph: Graph, pool: Node, x: Value, matrix: Value, bias: list, window: dict, activation: str):
+    """The forward nodes, placed before ``pool`` and replacing its output: the phase-major patches of
+    ``x``, their product with the filter ``matrix``, and the pool with the bias and the activation.
+    Returns the patch matrix and the ``max_pool_phases`` node."""
+    ph, pw = pool.attrs["ksize"]
+    _, rows, cols, channels = pool.outputs[0].shape
+    patches = new_node(graph, phase_ops.conv2d_phase_patches_op, [x], {**window, "pool": (ph, pw)}, before=pool)
+    patch_matrix = reshape_before(graph, patches.outputs[0], (-1, patches.outputs[0].shape[-1]), pool)
+    attrs = {"activation": "none", "transpose_b": False}
+    product = new_node(graph, fused_ops.fused_matmul_op, [patch_matrix, matrix], attrs, before=pool)
+    stacked = reshape_before(graph, product.outputs[0], (ph * pw, -1, rows, cols, channels), pool)
+    pooling = new_node(graph, phase_ops.max_pool_phases_op, [stacked, *bias], {"activation": activation}, before=pool)
+    replace_uses(graph, pool.outputs[0], pooling.outputs[0])
+    return patch_matrix, pooling
 
 
 class _Match:
@@ -158,20 +202,14 @@ def _is(node, op) -> bool:
 def _rewrite(graph: Graph, pool: Node, match: _Match) -> None:
     ph, pw = pool.attrs["ksize"]
     phases = ph * pw
-    _, rows, cols, channels = pool.outputs[0].shape
+    channels = pool.outputs[0].shape[-1]
     x = match.patches.inputs[0]
     filters, *bias = match.product.inputs[1:]
-    window = {key: match.patches.attrs[key] for key in ("ksize", "strides", "padding", "dilations")}
     # Forward, where the pool ran (everything it reads is computed by then, and no update has run).
-    patches = new_node(graph, phase_ops.conv2d_phase_patches_op, [x], {**window, "pool": (ph, pw)}, before=pool)
-    depth = patches.outputs[0].shape[-1]
-    matrix = reshape_before(graph, patches.outputs[0], (-1, depth), pool)
-    product = new_node(graph, fused_ops.fused_matmul_op, [matrix, filters], {"activation": "none", "transpose_b": False}, before=pool)
-    stacked = reshape_before(graph, product.outputs[0], (phases, -1, rows, cols, channels), pool)
+    window = {key: match.patches.attrs[key] for key in ("ksize", "strides", "padding", "dilations")}
     activation = match.product.attrs["activation"]
-    pooling = new_node(graph, phase_ops.max_pool_phases_op, [stacked, *bias], {"activation": activation}, before=pool)
-    pooled, argmax = pooling.outputs
-    replace_uses(graph, pool.outputs[0], pooled)
+    matrix, pooling = _pool_by_phases(graph, pool, x, filters, bias, window, activation)
+    argmax = pooling.outputs[1]
     # Backward, where the pool's gradient ran.
     grad = match.unpool.inputs[2]
     if match.input_gradient is None:
