@@ -191,8 +191,8 @@ def inference_only(graph_pass):
 
 
 def training_only(graph_pass):
-    """Marks a pass that only rewrites gradient ops into training-only ones (which no exporter
-    lowers); ``optimize(..., for_inference=True)`` skips it, so an export that meets a gradient op
-    names the op the user's code made."""
+    """Marks a pass that writes training-only ops (which no exporter lowers): gradient rewrites, and
+    phase pooling in the graphs that ``fit``, ``evaluate`` and ``predict`` run. ``optimize(...,
+    for_inference=True)`` skips it, so an exported graph keeps the ops the user's code made."""
     graph_pass.training_only = True
     return graph_pass
