@@ -1,6 +1,6 @@
-"""Graph passes suite: what each training pass is worth, in train-step throughput.
+"""Graph passes suite: what each training pass is worth, in train-step and evaluation-step throughput.
 
-For the MNIST MLP and CNN at batch 32 and 128, the traced training step is built once with every pass
+For the MNIST MLP and CNN at batch 32 and 128, the traced steps are built once with every pass
 ("emberflow") and once without each of the passes that shape a training step
 (``tf.config.optimizer.set_experimental_options({name: False})``), all in one process. The variants
 then take turns, a few steps each, for several rounds, and each keeps its best round: the machine's
@@ -32,6 +32,7 @@ def _variant(kind: str, batch: int, switched_off: str | None, x, y):
     try:
         model = _emberflow_model(kind)
         model.fit(x[: batch * 2], y[: batch * 2], batch_size=batch, epochs=1, verbose=0)  # traces and optimizes
+        model.evaluate(x[: batch * 2], y[: batch * 2], batch_size=batch, verbose=0)  # the evaluation step too
     finally:
         if switched_off:
             tf.config.optimizer.set_experimental_options({switched_off: True})
@@ -52,14 +53,15 @@ def run(quick: bool = False, systems=None, log=print) -> list[Row]:
         models = {name: _variant(kind, batch, None if name == "emberflow" else name.split(" ", 1)[1], x, y_train) for name in names}
         steps = min(len(x) // batch, 40 if kind == "cnn" else 120)
         batches = [(tf.constant(x[i : i + batch]), tf.constant(y_train[i : i + batch])) for i in range(0, steps * batch, batch)]
-        best = dict.fromkeys(names, float("inf"))
-        for _ in range(2 if quick else 8):
-            for name, model in models.items():
-                step = model.make_train_function()
-                step(batches[0])  # warm after the other variant's turn
-                started = time.perf_counter()
-                for batch_tensors in batches:
-                    step(batch_tensors)
-                best[name] = min(best[name], (time.perf_counter() - started) / len(batches))
-        rows += [Row(SUITE, case, name, "train throughput", batch / best[name], "samples/s") for name in names]
+        for metric, make in (("train throughput", "make_train_function"), ("evaluate throughput", "make_test_function")):
+            best = dict.fromkeys(names, float("inf"))
+            for _ in range(2 if quick else 8):
+                for name, model in models.items():
+                    step = getattr(model, make)()
+                    step(batches[0])  # warm after the other variant's turn
+                    started = time.perf_counter()
+                    for batch_tensors in batches:
+                        step(batch_tensors)
+                    best[name] = min(best[name], (time.perf_counter() - started) / len(batches))
+            rows += [Row(SUITE, case, name, metric, batch / best[name], "samples/s") for name in names]
     return rows
