@@ -439,7 +439,7 @@ def test_a_prediction_pools_its_convolutions_by_phases_but_an_export_does_not():
         tf.keras.Input(shape=(11, 12, 2)),
         layers.Conv2D(4, 3, activation="relu"),
         layers.MaxPooling2D(2),
-        layers.Conv2D(3, 2),
+        layers.Conv2D(3, 2, activation="tanh"),
         layers.MaxPooling2D(2),
         layers.Flatten(),
     ])  # fmt: skip

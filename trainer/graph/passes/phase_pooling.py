@@ -22,10 +22,10 @@ every member of a window, and the ReLU is monotonic)::
 
 (without an input gradient, ``dw = unpooled_filter_gradient(q, k, g)`` makes ``u`` block by block).
 
-An evaluation or prediction step has no gradients: there a ``fused_conv2d`` (relu or none) read by
-nothing but a tiling pool gets the same forward nodes. Exports never see this pass (it is
-training-only: ``optimize(..., for_inference=True)`` skips it), so lite and ONNX files keep the
-convolution and the pool.
+An evaluation or prediction step has no gradients: there a ``fused_conv2d`` with any non-decreasing
+activation, read by nothing but a tiling pool, gets the same forward nodes. Exports never see this
+pass (it is training-only: ``optimize(..., for_inference=True)`` skips it), so lite and ONNX files
+keep the convolution and the pool.
 
 Outputs are the same values up to float rounding: ``max(z) + b`` is the ``max(z + b)`` that the
 original rounds per member, and the gradient goes to the first maximum as before (two members whose
@@ -51,6 +51,8 @@ from trainer.graph.passes.rewrite import (
 from trainer.ops import array_ops, conv_ops, fused_ops, math_ops, patch_ops, phase_ops, pool_grad_ops
 
 _ACTIVATIONS = ("none", "relu")  # the ones whose gradient mask_before_unpooling moved
+# Without gradients any non-decreasing activation commutes with the maximum (GELU or swish would not).
+_MONOTONIC_ACTIVATIONS = ("none", "relu", "relu6", "sigmoid", "tanh")
 
 
 @training_only
@@ -82,7 +84,7 @@ def _rewrite_forward(graph: Graph, pool: Node) -> bool:
     if attrs["ksize"] != attrs["strides"] or attrs["padding"] != "VALID" or not _is(convolution, fused_ops.fused_conv2d_op):
         return False
     x, filters, *bias = convolution.inputs
-    if convolution.attrs["activation"] not in _ACTIVATIONS or None in image.shape[1:] or None in filters.shape:
+    if convolution.attrs["activation"] not in _MONOTONIC_ACTIVATIONS or None in image.shape[1:] or None in filters.shape:
         return False
     if not _only_read_by(graph, image, graph.consumers(), {pool}):
         return False
