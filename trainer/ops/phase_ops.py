@@ -132,9 +132,10 @@ def max_pool_phases_op(xp, y, *bias, activation="none"):
 
 
 def _max_and_argmax(xp, y):
-    index_type = _index_dtype(y.shape[0]).as_numpy_dtype
+    """The maximum over the first axis and the first index holding it, as ``max_pool_phases`` returns them."""
     if y.shape[0] == 4:  # 2x2 pools, the common case: a tree of pairs, half the index arithmetic
         return _max_of_four(xp, y)
+    index_type = _index_dtype(y.shape[0]).as_numpy_dtype
     best = y[0].copy()
     argmax = xp.zeros(best.shape, dtype=index_type)
     for phase in range(1, y.shape[0]):
