@@ -199,14 +199,23 @@ def conv2d_backprop_input_op(xp, x, filters, grad, *, strides, padding, dilation
     faster than one big matmul followed by strided scatters of its (..., kh, kw, in) columns.
     """
     geometry = _filter_geometry(x.shape, filters.shape, strides, padding, dilations)
+    return _scatter_input_gradient(xp, x.shape, filters, grad, geometry)
+
+
+def _scatter_input_gradient(xp, x_shape, filters, grad, geometry: _Geometry):
+    """col2im fused with the products, for an NHWC ``grad`` covering the first ``grad.shape[1:3]``
+    output pixels of ``geometry`` (all of them, or fewer when the rest are known zeros)."""
+    _, height, width, _ = grad.shape
     rows = grad.reshape(-1, filters.shape[3])
-    padded = xp.zeros(geometry.padded_shape(x.shape), dtype=grad.dtype)
+    padded = xp.zeros(geometry.padded_shape(x_shape), dtype=grad.dtype)
     product = xp.empty((rows.shape[0], filters.shape[2]), dtype=grad.dtype)  # one buffer for every offset
+    (stride_h, stride_w), (dilation_h, dilation_w) = geometry.strides, geometry.dilations
     for i, j in geometry.offsets():
-        view = geometry.view(padded, i, j)
+        top, left = i * dilation_h, j * dilation_w
+        view = padded[:, top : top + (height - 1) * stride_h + 1 : stride_h, left : left + (width - 1) * stride_w + 1 : stride_w, :]
         xp.matmul(rows, filters[i, j].T, out=product)
         view += product.reshape(view.shape)
-    return geometry.crop(xp, padded, x.shape)
+    return geometry.crop(xp, padded, x_shape)
 
 
 @register("conv2d_backprop_filter", infer=_like_infer(1), training_only=True)

@@ -284,18 +284,9 @@ def conv2d_backprop_input_from_phases_op(xp, x, filters, stacked, *, pool, strid
     """``conv2d_backprop_input(x, filters, interleave_phases(stacked))`` without the output pixels no
     window covers (their gradient is zero): the products run over the covered pixels only."""
     geometry = conv_ops._filter_geometry(x.shape, filters.shape, strides, padding, dilations)
-    (ph, pw), (_, batch, rows, cols, out_channels) = pool, stacked.shape
+    (ph, pw), (_, _, rows, cols, _) = pool, stacked.shape
     covered = interleave_phases_op.forward(xp, stacked, pool=pool, size=(rows * ph, cols * pw))
-    grad_rows = covered.reshape(-1, out_channels)
-    padded = xp.zeros(geometry.padded_shape(x.shape), dtype=stacked.dtype)
-    product = xp.empty((grad_rows.shape[0], filters.shape[2]), dtype=stacked.dtype)  # one buffer for every offset
-    (stride_h, stride_w), (dilation_h, dilation_w) = strides, dilations
-    for i, j in geometry.offsets():
-        top, left = i * dilation_h, j * dilation_w
-        view = padded[:, top : top + (rows * ph - 1) * stride_h + 1 : stride_h, left : left + (cols * pw - 1) * stride_w + 1 : stride_w, :]
-        xp.matmul(grad_rows, filters[i, j].T, out=product)
-        view += product.reshape(view.shape)
-    return geometry.crop(xp, padded, x.shape)
+    return conv_ops._scatter_input_gradient(xp, x.shape, filters, covered, geometry)
 
 
 @conv2d_backprop_input_from_phases_op.def_gradient
