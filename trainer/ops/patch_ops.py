@@ -35,14 +35,18 @@ def conv2d_patches_op(xp, x, *, ksize, strides, padding, dilations):
 
 @conv2d_patches_op.def_gradient
 def _(node, grad):
-    # The patches are a linear gather of x; its adjoint scatters each row back onto the pixels it
-    # came from, which is conv2d_backprop_input with identity filters (tap and channel -> column).
-    x = node.inputs[0]
-    kh, kw = node.attrs["ksize"]
+    return scatter_patches(node.inputs[0], grad, node.attrs, "conv2d_patches")
+
+
+def scatter_patches(x, grad, attrs: dict, op_name: str):
+    """The adjoint of gathering ``x``'s patches (``grad`` shaped like ``conv2d_patches(x)``): each row
+    goes back onto the pixels it came from, which is conv2d_backprop_input with identity filters (tap
+    and channel -> column)."""
+    kh, kw = attrs["ksize"]
     channels = x.spec.shape[3]
     if channels is None:
-        raise GradientNotSupportedError("op 'conv2d_patches': the gradient needs a known number of input channels")
+        raise GradientNotSupportedError(f"op '{op_name}': the gradient needs a known number of input channels")
     depth = kh * kw * channels
     identity = np.eye(depth, dtype=x.dtype.as_numpy_dtype).reshape(kh, kw, channels, depth)
-    attrs = {key: node.attrs[key] for key in ("strides", "padding", "dilations")}
-    return execute(conv_ops.conv2d_backprop_input_op, (x, convert_to_tensor(identity), grad), attrs)
+    window = {key: attrs[key] for key in ("strides", "padding", "dilations")}
+    return execute(conv_ops.conv2d_backprop_input_op, (x, convert_to_tensor(identity), grad), window)

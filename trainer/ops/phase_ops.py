@@ -92,20 +92,12 @@ def conv2d_phase_patches_op(xp, x, *, ksize, strides, padding, dilations, pool):
 @conv2d_phase_patches_op.def_gradient
 def _(node, grad):
     # Interleave the phases back into conv2d_patches' layout (zeros on the pixels no window reads),
-    # then conv2d_patches' own rule scatters each row back onto the pixels it came from.
-    x = node.inputs[0]
-    window = {key: node.attrs[key] for key in ("ksize", "strides", "padding", "dilations")}
-    geometry = conv_ops._geometry(x.shape, window["ksize"], window["strides"], window["dilations"], window["padding"])
+    # then scatter each row back onto the pixels it came from, as conv2d_patches' gradient does.
+    x, attrs = node.inputs[0], node.attrs
+    geometry = conv_ops._geometry(x.shape, attrs["ksize"], attrs["strides"], attrs["dilations"], attrs["padding"])
     size = (geometry.rows.size, geometry.cols.size)
-    image = execute(interleave_phases_op, (grad,), {"pool": node.attrs["pool"], "size": size})
-    return patch_ops.conv2d_patches_op.gradient(_GradientNode((x,), window), image)
-
-
-class _GradientNode:
-    """What ``conv2d_patches``' gradient rule reads of its node: the inputs and the attributes."""
-
-    def __init__(self, inputs, attrs):
-        self.inputs, self.attrs = inputs, attrs
+    image = execute(interleave_phases_op, (grad,), {"pool": attrs["pool"], "size": size})
+    return patch_ops.scatter_patches(x, image, attrs, "conv2d_phase_patches")
 
 
 # -- max_pool_phases, unpool_phases, pick_phases ----------------------------------------------------------
