@@ -203,6 +203,15 @@ def _(name, rng):
     return OpCase([logits, labels, normal(rng, dims[:-1])], gradient_unsupported=unsupported)
 
 
+@case("sparse_softmax_cross_entropy_and_grad")
+def _(name, rng):
+    case = CASES["sparse_softmax_cross_entropy_grad"](rng)
+    case.gradient_unsupported = "it appears only in optimized training steps, after the gradients are taken"
+    if rng.integers(0, 2):  # an upstream gradient that the kernel broadcasts
+        case.inputs[2] = normal(rng, (1,) * min(1, case.inputs[2].ndim))
+    return case
+
+
 @case("cast")
 def _(name, rng):
     # float64 -> float32 loses precision, so a larger step keeps the finite differences accurate.

@@ -7,7 +7,7 @@ import math
 from trainer import dtypes
 from trainer.ops import array_ops, math_ops
 from trainer.ops.math_ops import cast, multiply
-from trainer.ops.registry import GradientNotSupportedError, OpError, Spec, execute, normalize_axis, register, require_floating
+from trainer.ops.registry import GradientNotSupportedError, OpError, Spec, broadcast_shapes, execute, normalize_axis, register, require_floating
 from trainer.tensor import convert_to_tensor
 
 
@@ -147,6 +147,46 @@ def sparse_softmax_cross_entropy_grad_op(xp, logits, labels, grad):
     rows[_at_labels(xp, rows, labels)] -= 1  # one label per row: no index repeats
     probabilities *= grad[..., None]
     return probabilities
+
+
+def _loss_and_gradient_infer(logits: Spec, labels: Spec, grad: Spec) -> tuple:
+    loss = _sparse_crossentropy_infer(logits, labels)
+    try:  # the upstream gradient may be any value that broadcasts to the loss's shape
+        broadcast_shapes(grad.shape, loss.shape)
+    except (OpError, ValueError) as error:
+        raise OpError(f"op 'sparse_softmax_cross_entropy_and_grad': gradient {grad.shape} does not broadcast to the loss {loss.shape}") from error
+    if len(grad.shape) > len(loss.shape):
+        raise OpError(f"op 'sparse_softmax_cross_entropy_and_grad': gradient {grad.shape} has more dimensions than the loss {loss.shape}")
+    return loss, Spec(logits.shape, logits.dtype)
+
+
+@register(
+    "sparse_softmax_cross_entropy_and_grad", infer=_loss_and_gradient_infer, num_outputs=2, training_only=True
+)
+def sparse_softmax_cross_entropy_and_grad_op(xp, logits, labels, grad):
+    """``sparse_softmax_cross_entropy_with_logits(logits, labels)`` and
+    ``sparse_softmax_cross_entropy_grad(logits, labels, grad)`` from one softmax, as TensorFlow's kernel
+    returns the loss and its backprop together: the same operations in the same order as the two
+    ops, so the same bits (``trainer/graph/passes/crossentropy.py`` merges the pair in training steps)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exps = xp.exp(shifted)
+    sums = exps.sum(axis=-1, keepdims=True)
+    rows = shifted.reshape(-1, shifted.shape[-1])
+    at_labels = _at_labels(xp, rows, labels)
+    losses = xp.log(sums[..., 0]) - rows[at_labels].reshape(labels.shape)
+    exps /= sums
+    probabilities = exps.reshape(-1, exps.shape[-1])  # a view: the array is new and contiguous
+    probabilities[at_labels] -= 1
+    exps *= grad[..., None]
+    return losses, exps
+
+
+@sparse_softmax_cross_entropy_and_grad_op.def_gradient
+def _(node, *grads):
+    raise GradientNotSupportedError(
+        "op 'sparse_softmax_cross_entropy_and_grad' has no gradient: it only appears in optimized training "
+        "steps, after the gradients are taken"
+    )
 
 
 @sparse_softmax_cross_entropy_grad_op.def_gradient

@@ -108,6 +108,13 @@ def adam_step_size_op(xp, iterations, learning_rate, *, beta_1, beta_2, dtype):
     ``t = iterations + 1``, in ``dtype``: one node instead of nine scalar ones, with the same
     operations in the same order and dtype (so the same bits)."""
     float_type = dtype.as_numpy_dtype
+    if xp is np:
+        # NumPy scalars of the dtype: the same roundings as 0-d arrays, a few microseconds sooner.
+        step = float_type(iterations + 1)
+        one = float_type(1.0)
+        beta_1_power = np.power(float_type(beta_1), step)
+        beta_2_power = np.power(float_type(beta_2), step)
+        return np.asarray(float_type(learning_rate) * np.sqrt(one - beta_2_power) / (one - beta_1_power))
     step = (iterations + 1).astype(float_type)
     one = xp.asarray(1.0, dtype=float_type)
     beta_1_power = xp.power(xp.asarray(beta_1, dtype=float_type), step)

@@ -22,6 +22,7 @@ from trainer.graph.passes import (
     fold_constants,
     fuse,
     mask_before_unpooling,
+    merge_crossentropy_gradients,
     optimize,
     peak_live_bytes,
     pool_by_phases,
@@ -470,6 +471,39 @@ def test_phase_pooling_needs_a_tiling_pool_a_relu_and_an_image_read_by_the_pool_
     assert count(after, "max_pool_phases") == 1
 
 
+# -- crossentropy ----------------------------------------------------------------------------------------------------
+
+
+def test_a_crossentropy_and_its_gradient_come_from_one_softmax_with_the_same_bits():
+    def step(logits, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        return loss, tape.gradient(loss, logits)
+
+    specs = [tf.TensorSpec([6, 5]), tf.TensorSpec([6], tf.int64)]
+    graph = tf.function(step).get_concrete_function(*specs).graph
+    passes = [p for p in optimize.__defaults__[0] if p.__name__ not in ("merge_crossentropy_gradients", "schedule_for_memory")]
+    before, _ = optimize(graph, passes, for_inference=False)
+    after, report = merge_crossentropy_gradients(before)
+    after.check()
+    assert count(before, "sparse_softmax_cross_entropy_grad") == 1 and count(after, "sparse_softmax_cross_entropy_and_grad") == 1
+    assert count(after, "sparse_softmax_cross_entropy_with_logits") == count(after, "sparse_softmax_cross_entropy_grad") == 0
+    assert report.changes and "together" in report.changes[0]
+    inputs = [RNG.standard_normal((6, 5)).astype(np.float32) * 4, RNG.integers(0, 5, 6)]
+    for expected, actual in zip(Executable(before).run(*inputs), Executable(after).run(*inputs)):
+        np.testing.assert_array_equal(actual, expected)
+
+    def mean_step(logits, labels):  # the upstream gradient is scaled after the loss: the merged node cannot run early
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        return loss, tape.gradient(loss, logits)
+
+    scaled, _ = optimize(tf.function(mean_step).get_concrete_function(*specs).graph, passes, for_inference=False)
+    assert not merge_crossentropy_gradients(scaled)[1].changed
+
+
 # -- shared patches ------------------------------------------------------------------------------------------------
 
 
@@ -654,7 +688,7 @@ def test_pipeline_turns_the_mlp_into_fused_dense_layers():
     _, training_reports = optimize(graph, for_inference=False)
     assert [r.name for r in training_reports] == [
         name for name in names if name != "batch-norm-folding"
-    ] + ["shared-patches", "pooling-gradients", "phase-pooling", "dead-nodes", "memory-schedule"]
+    ] + ["crossentropy", "shared-patches", "pooling-gradients", "phase-pooling", "dead-nodes", "memory-schedule"]
     assert str(graph) == text, "optimize must not edit the graph it is given"
     assert_same_outputs(graph, after)
 

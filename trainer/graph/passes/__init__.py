@@ -17,6 +17,7 @@ from trainer.graph.ir import Graph, GraphError
 from trainer.graph.passes.batch_norm_folding import fold_batch_norms
 from trainer.graph.passes.common_subexpressions import eliminate_common_subexpressions
 from trainer.graph.passes.constant_folding import fold_constants
+from trainer.graph.passes.crossentropy import merge_crossentropy_gradients
 from trainer.graph.passes.dead_nodes import eliminate_dead_nodes
 from trainer.graph.passes.fusion import fuse
 from trainer.graph.passes.phase_pooling import pool_by_phases
@@ -42,6 +43,7 @@ DEFAULT_PASSES = (
     eliminate_common_subexpressions,
     fold_batch_norms,
     fuse,
+    merge_crossentropy_gradients,
     share_patches,
     mask_before_unpooling,
     pool_by_phases,
@@ -60,6 +62,7 @@ PASS_OPTIONS = {
     "common_subexpression_elimination": eliminate_common_subexpressions,
     "batch_norm_folding": fold_batch_norms,
     "remapping": fuse,
+    "crossentropy_gradients": merge_crossentropy_gradients,
     "shared_patches": share_patches,
     "pooling_gradients": mask_before_unpooling,
     "phase_pooling": pool_by_phases,
@@ -122,6 +125,7 @@ __all__ = [
     "fold_constants",
     "fuse",
     "get_experimental_options",
+    "merge_crossentropy_gradients",
     "pool_by_phases",
     "mask_before_unpooling",
     "optimize",
