@@ -266,3 +266,20 @@ def test_unsupported_or_wrong_arguments_say_what_to_do(call, error, words):
     x, filters = tf.zeros((1, 5, 5, 3)), tf.zeros((3, 3, 3, 4))
     with pytest.raises(error, match=words):
         call(x, filters)
+
+
+def test_phase_and_fused_crossentropy_shape_rules_name_what_does_not_fit():
+    from trainer import dtypes  # noqa: PLC0415
+    from trainer.ops import nn_ops, phase_ops  # noqa: PLC0415
+    from trainer.ops.registry import Spec  # noqa: PLC0415
+
+    f32, i8, i64 = dtypes.float32, dtypes.int8, dtypes.int64
+    with pytest.raises(OpError, match="known number of phases"):
+        phase_ops.max_pool_phases_op.infer(Spec((None, 2, 3, 3, 4), f32))
+    with pytest.raises(OpError, match=r"indices of shape \(2, 3, 3, 4\) do not fit a gradient of shape \(2, 3, 3, 5\)"):
+        phase_ops.unpool_phases_op.infer(Spec((2, 3, 3, 4), i8), Spec((2, 3, 3, 5), f32), phases=4)
+    loss, grad = nn_ops.sparse_softmax_cross_entropy_and_grad_op.infer(Spec((8, 10), f32), Spec((8,), i64), Spec((1,), f32))
+    assert loss.shape == (8,) and grad.shape == (8, 10)
+    for upstream in ((3,), (8, 1)):
+        with pytest.raises(OpError, match="does not broadcast to the loss"):
+            nn_ops.sparse_softmax_cross_entropy_and_grad_op.infer(Spec((8, 10), f32), Spec((8,), i64), Spec(upstream, f32))

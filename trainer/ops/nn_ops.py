@@ -151,12 +151,15 @@ def sparse_softmax_cross_entropy_grad_op(xp, logits, labels, grad):
 
 def _loss_and_gradient_infer(logits: Spec, labels: Spec, grad: Spec) -> tuple:
     loss = _sparse_crossentropy_infer(logits, labels)
-    try:  # the upstream gradient may be any value that broadcasts to the loss's shape
-        broadcast_shapes(grad.shape, loss.shape)
-    except (OpError, ValueError) as error:
-        raise OpError(f"op 'sparse_softmax_cross_entropy_and_grad': gradient {grad.shape} does not broadcast to the loss {loss.shape}") from error
-    if len(grad.shape) > len(loss.shape):
-        raise OpError(f"op 'sparse_softmax_cross_entropy_and_grad': gradient {grad.shape} has more dimensions than the loss {loss.shape}")
+    # The upstream gradient may be any value that broadcasts to the loss's shape (and no further).
+    fits = len(grad.shape) <= len(loss.shape)
+    if fits:
+        try:
+            fits = broadcast_shapes(grad.shape, loss.shape) == tuple(loss.shape)
+        except OpError:
+            fits = False
+    if not fits:
+        raise OpError(f"op 'sparse_softmax_cross_entropy_and_grad': gradient {grad.shape} does not broadcast to the loss {loss.shape}")
     return loss, Spec(logits.shape, logits.dtype)
 
 

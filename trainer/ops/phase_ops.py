@@ -108,10 +108,11 @@ def _max_pool_phases_infer(y: Spec, *bias: Spec, activation="none") -> tuple:
     fused_ops._check_activation("max_pool_phases", activation)
     if len(y.shape) < 2:
         raise OpError(f"op 'max_pool_phases' needs the phases on a leading axis, got shape {tuple(y.shape)}")
+    if y.shape[0] is None:
+        raise OpError("op 'max_pool_phases' needs a known number of phases (the leading axis): it sets the index dtype")
     pooled = Spec(y.shape[1:], y.dtype)
     fused_ops._check_bias("max_pool_phases", pooled, bias)
-    phases = y.shape[0]
-    return pooled, Spec(y.shape[1:], _index_dtype(phases if phases is not None else 128))
+    return pooled, Spec(y.shape[1:], _index_dtype(y.shape[0]))
 
 
 @register("max_pool_phases", infer=_max_pool_phases_infer, num_outputs=2, training_only=True)
@@ -166,6 +167,8 @@ def _unpool_infer(argmax: Spec, grad: Spec, *, phases) -> Spec:
     require_floating("unpool_phases", grad)
     if not argmax.dtype.is_integer:
         raise OpError(f"op 'unpool_phases' needs integer phase indices, got {argmax.dtype.name}")
+    if len(argmax.shape) != len(grad.shape) or not all(a is None or b is None or a == b for a, b in zip(argmax.shape, grad.shape)):
+        raise OpError(f"op 'unpool_phases': indices of shape {tuple(argmax.shape)} do not fit a gradient of shape {tuple(grad.shape)}")
     return Spec((phases, *grad.shape), grad.dtype)
 
 

@@ -39,6 +39,8 @@ def merge_crossentropy_gradients(graph: Graph) -> tuple[Graph, PassReport]:
         spread = upstream.producer if upstream.kind == "node" else None
         if spread is not None and spread.op is math_ops.broadcast_like_op and spread.inputs[1] is loss.outputs[0]:
             upstream = spread.inputs[0]
+        if upstream.kind == "variable":  # read earlier, it could miss a write between the two nodes
+            continue
         if upstream.kind == "node" and graph.nodes.index(upstream.producer) > graph.nodes.index(loss):
             continue
         inputs = [node.inputs[0], node.inputs[1], upstream]
